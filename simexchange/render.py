@@ -1,0 +1,106 @@
+"""Engine objects to Binance's JSON shapes (REST replies and stream events)."""
+from .engine import Execution, Order, Trade
+from .units import format_amount as fmt
+
+STP_MODE = "EXPIRE_MAKER"
+
+
+def _order_core(o: Order) -> dict:
+    return {
+        "symbol": o.symbol,
+        "orderId": o.order_id,
+        "orderListId": -1,
+        "clientOrderId": o.client_order_id,
+    }
+
+
+def _order_state(o: Order) -> dict:
+    return {
+        "price": fmt(o.price),
+        "origQty": fmt(o.orig_qty),
+        "executedQty": fmt(o.executed_qty),
+        "cummulativeQuoteQty": fmt(o.cum_quote),
+        "status": o.status,
+        "timeInForce": o.time_in_force or "GTC",
+        "type": o.type,
+        "side": o.side,
+    }
+
+
+def order_ack(o: Order) -> dict:
+    return {**_order_core(o), "transactTime": o.created_ms}
+
+
+def order_result(o: Order) -> dict:
+    out = {**order_ack(o), **_order_state(o), "selfTradePreventionMode": STP_MODE}
+    if o.working_ms >= 0:
+        out["workingTime"] = o.working_ms
+    return out
+
+
+def order_full(o: Order, fills: list[Execution]) -> dict:
+    return {**order_result(o), "fills": [
+        {"price": fmt(f.last_price), "qty": fmt(f.last_qty), "commission": fmt(f.commission),
+         "commissionAsset": f.commission_asset, "tradeId": f.trade_id}
+        for f in fills
+    ]}
+
+
+def order_query(o: Order) -> dict:
+    return {
+        **_order_core(o), **_order_state(o),
+        "stopPrice": fmt(0), "icebergQty": fmt(0),
+        "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working_ms >= 0,
+        "workingTime": o.working_ms, "origQuoteOrderQty": fmt(o.quote_order_qty),
+        "selfTradePreventionMode": STP_MODE,
+    }
+
+
+def order_cancelled(o: Order, cancel_client_order_id: str, now_ms: int) -> dict:
+    return {
+        "symbol": o.symbol, "origClientOrderId": o.client_order_id, "orderId": o.order_id,
+        "orderListId": -1, "clientOrderId": cancel_client_order_id, "transactTime": now_ms,
+        **_order_state(o), "selfTradePreventionMode": STP_MODE,
+    }
+
+
+def execution_report(x: Execution) -> dict:
+    o = x.order
+    cancelled = x.exec_type == "CANCELED"
+    return {
+        "e": "executionReport", "E": x.event_ms, "s": o.symbol,
+        # On a cancel, `c` is the cancel request's own id and `C` the order's.
+        "c": x.cancel_client_order_id if cancelled else o.client_order_id,
+        "S": o.side, "o": o.type, "f": o.time_in_force or "GTC",
+        "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(0), "F": fmt(0), "g": -1,
+        "C": o.client_order_id if cancelled else "",
+        "x": x.exec_type, "X": x.status, "r": x.reject_reason, "i": o.order_id,
+        "l": fmt(x.last_qty), "z": fmt(x.executed_qty), "L": fmt(x.last_price),
+        "n": fmt(x.commission), "N": x.commission_asset, "T": x.event_ms, "t": x.trade_id,
+        "v": -1, "I": 0, "w": x.status in ("NEW", "PARTIALLY_FILLED") and o.type != "MARKET",
+        "m": x.is_maker, "M": False, "O": o.created_ms, "Z": fmt(x.cum_quote),
+        "Y": fmt(x.last_qty * x.last_price // 10**8), "Q": fmt(o.quote_order_qty),
+        "W": o.working_ms, "V": STP_MODE,
+    }
+
+
+def account_position(rows: tuple, event_ms: int) -> dict:
+    return {"e": "outboundAccountPosition", "E": event_ms, "u": event_ms,
+            "B": [{"a": a, "f": fmt(free), "l": fmt(locked)} for a, free, locked in rows]}
+
+
+def trade_event(t: Trade) -> dict:
+    return {"e": "trade", "E": t.time_ms, "s": t.symbol, "t": t.trade_id, "p": fmt(t.price), "q": fmt(t.qty),
+            "T": t.time_ms, "m": t.buyer_is_maker, "M": True}
+
+
+def depth_update(symbol: str, event_ms: int, first: int, last: int, bids: dict, asks: dict) -> dict:
+    return {"e": "depthUpdate", "E": event_ms, "s": symbol, "U": first, "u": last,
+            "b": [[fmt(p), fmt(q)] for p, q in sorted(bids.items(), reverse=True)],
+            "a": [[fmt(p), fmt(q)] for p, q in sorted(asks.items())]}
+
+
+def book_ticker(symbol: str, update_id: int, top: tuple) -> dict:
+    bid, bid_qty, ask, ask_qty = top
+    return {"u": update_id, "s": symbol, "b": fmt(bid or 0), "B": fmt(bid_qty), "a": fmt(ask or 0),
+            "A": fmt(ask_qty)}

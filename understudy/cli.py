@@ -1,0 +1,105 @@
+"""The `understudy` command line."""
+import argparse
+import sys
+from decimal import Decimal, InvalidOperation
+
+
+def _account(text: str) -> tuple[str, str]:
+    key, sep, secret = text.partition(":")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError(f"expected KEY:SECRET, got {text!r}")
+    return key, secret
+
+
+def _fee(text: str) -> int:
+    try:
+        rate = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected a fee rate such as 0.001, got {text!r}") from None
+    if not 0 <= rate < Decimal("0.1"):
+        raise argparse.ArgumentTypeError(f"fee rate must be in [0, 0.1), got {text}")
+    return int(rate * 1_000_000)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        return value
+    return parse
+
+
+def _add_sim(sub) -> None:
+    p = sub.add_parser("sim", help="run the simulated Binance-compatible exchange",
+                       description="Serve a Binance-Spot-compatible venue (REST, market streams, WebSocket API "
+                                   "user data) with a synthetic market, until interrupted.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700, help="0 picks a free port (printed on the READY line)")
+    p.add_argument("--account", action="append", type=_account, default=[], metavar="KEY:SECRET",
+                   help="a funded API account; repeatable. Without one, a demo account is created and printed.")
+    p.add_argument("--symbol", action="append", default=[], metavar="SYM", help="repeatable; default BTCUSDT")
+    p.add_argument("--audit-log", metavar="PATH", help="append-only JSON-lines audit of order requests")
+    p.add_argument("--seed", type=int, help="seed of the synthetic market's random walk and flow")
+    p.add_argument("--no-market", action="store_true", help="no synthetic participants: an empty, quiet book")
+    p.add_argument("--weight-limit", type=_positive(int), default=6000, help="request weight per IP per minute")
+    p.add_argument("--orders-per-10s", type=_positive(int), default=100, help="new orders per account per 10 s")
+    p.add_argument("--ws-ping-interval", type=_positive(float), default=20.0, help="server ping interval, seconds")
+    p.add_argument("--maker-fee", type=_fee, default=1000, help="maker fee rate (default 0.001)")
+    p.add_argument("--taker-fee", type=_fee, default=1000, help="taker fee rate (default 0.001)")
+    p.add_argument("--flow-rate", type=_positive(float), default=4.0, help="marketable orders per second")
+    p.set_defaults(func=_run_sim)
+
+
+def _run_sim(args) -> int:
+    from simexchange.app import SimConfig, run
+    from simexchange.market import MarketParams
+    from simexchange.symbols import make_spec
+    from simexchange.venue import VenueLimits
+
+    symbols = [s.upper() for s in args.symbol] or ["BTCUSDT"]
+    for symbol in symbols:
+        try:
+            make_spec(symbol)
+        except ValueError as exc:
+            print(f"understudy sim: --symbol: {exc}", file=sys.stderr)
+            return 2
+    config = SimConfig(
+        host=args.host, port=args.port, accounts=list(args.account), symbols=symbols, audit_log=args.audit_log,
+        seed=args.seed, market=not args.no_market,
+        limits=VenueLimits(args.weight_limit, args.orders_per_10s, args.ws_ping_interval),
+        market_params=MarketParams(flow_rate_per_s=args.flow_rate),
+        maker_fee_ppm=args.maker_fee, taker_fee_ppm=args.taker_fee,
+    )
+    _install_uvloop()
+    run(config)
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # the pure-asyncio loop is slower, not wrong
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sim(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
