@@ -168,7 +168,7 @@ class RestApi:
         record = {
             "kind": "request", "action": action, "recv_us": received_us, "done_us": wall_us(),
             "api_key": call.request.headers.get("X-MBX-APIKEY", ""), "symbol": p.get("symbol"),
-            "http_status": status,
+            "client_order_id": None, "http_status": status,
         }
         if action == "new":
             record.update(client_order_id=p.get("newClientOrderId"), side=p.get("side"), type=p.get("type"),

@@ -1,0 +1,1 @@
+"""Hot standby: heartbeats, the role state machine, takeover, switchover and pause."""
