@@ -4,6 +4,7 @@ import contextlib
 import random
 import secrets
 import sys
+import traceback
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -99,8 +100,11 @@ async def _market_loop(venue: Venue, markets: list[SyntheticMarket]) -> None:
         await asyncio.sleep(MARKET_STEP_S)
         now = loop.time()
         if not venue.market_paused:
-            for market in markets:
-                market.step(now - last)
+            try:
+                for market in markets:
+                    market.step(now - last)
+            except Exception:  # noqa: BLE001 - the venue must keep serving; the failure is reported
+                traceback.print_exc()
             venue.publish()
         last = now
 

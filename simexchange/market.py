@@ -98,6 +98,16 @@ class SyntheticMarket:
                 have.add(key)
             else:
                 self.engine.cancel(LIQUIDITY_ACCOUNT, self.spec.symbol, order.order_id, None, self._next_client_id())
+        # Real liquidity never sits still: one rung is re-sized every step,
+        # so the book (and its diff stream) changes every 100 ms.
+        if have:
+            side, price = self.rng.choice(sorted(have))
+            for order in self.engine.orders_of(LIQUIDITY_ACCOUNT, self.spec.symbol):
+                if (order.side, order.price) == (side, price):
+                    self.engine.cancel(LIQUIDITY_ACCOUNT, self.spec.symbol, order.order_id, None,
+                                       self._next_client_id())
+                    have.discard((side, price))
+                    break
         for side, price in sorted(wanted - have):
             qty = self._size(self.params.rung_notional * self.rng.uniform(0.5, 1.5), price)
             try:

@@ -89,10 +89,68 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _add_node(sub) -> None:
+    p = sub.add_parser("node", help="run a trading node")
+    node_sub = p.add_subparsers(dest="node_command", required=True)
+    run = node_sub.add_parser("run", help="run the engine and its admin server until SIGTERM")
+    run.add_argument("--config", required=True, metavar="FILE")
+    run.set_defaults(func=_run_node)
+
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="work with node configuration files")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config and its secrets without starting anything")
+    check.add_argument("file")
+    check.set_defaults(func=_check_config)
+
+
+def _load_config(path: str):
+    """(config, secrets), or prints every problem and returns None."""
+    from .config import ConfigError, load, load_secrets
+
+    try:
+        config = load(path)
+        return config, load_secrets(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(args) -> int:
+    from .config import EXIT_CONFIG
+
+    loaded = _load_config(args.file)
+    if loaded is None:
+        return EXIT_CONFIG
+    config, _ = loaded
+    print(f"{args.file}: ok (node {config.node.id}, {config.node.mode} mode, {config.market.symbol})")
+    return 0
+
+
+def _run_node(args) -> int:
+    import asyncio
+
+    from . import logs
+    from .config import EXIT_CONFIG
+    from .node.run import serve
+
+    loaded = _load_config(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    config, secrets = loaded
+    logs.configure(config.node.id, config.node.log_level)
+    _install_uvloop()
+    return asyncio.run(serve(config, secrets))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sim(sub)
+    _add_node(sub)
+    _add_config(sub)
     return parser
 
 

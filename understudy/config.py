@@ -1,0 +1,236 @@
+"""A node's configuration: one TOML file decoded into frozen, typed structs.
+
+Everything is validated before anything connects; a problem is reported as
+`section.key: what is wrong` and the process exits with code 2. Secrets are
+never inline: the config names a file or an environment variable.
+"""
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+NodeId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,7}$")]
+Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2,20}$")]
+
+EXIT_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SecretRef(_Section, kw_only=True):
+    """Where a secret lives: exactly one of a file (read at start-up) or an
+    environment variable."""
+
+    file: str | None = None
+    env: str | None = None
+
+
+class NodeSection(_Section, kw_only=True):
+    id: NodeId
+    mode: Literal["solo"] = "solo"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_dir: str = "state"  # the day's PnL reference and the PanicStop latch survive restarts here
+
+
+class VenueSection(_Section, kw_only=True):
+    rest_url: str
+    stream_url: str
+    ws_api_url: str
+    api_key: SecretRef
+    api_secret: SecretRef
+    recv_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60000)] = 5000
+    request_timeout_s: Positive = 2.0
+    reconcile_interval_s: Positive = 5.0
+    max_orders_per_10s: PositiveInt = 80  # kept under the venue's limit (Binance Spot: 100)
+
+
+class MarketSection(_Section, kw_only=True):
+    symbol: Symbol
+    depth_stream: Literal["100ms", "1000ms"] = "100ms"
+    snapshot_limit: Annotated[int, msgspec.Meta(ge=5, le=5000)] = 1000
+
+
+class StrategySection(_Section, kw_only=True):
+    half_spread_bps: Positive = 5.0
+    levels: PositiveInt = 1
+    level_gap_bps: Positive = 5.0
+    order_qty: Positive
+    inventory_skew_bps: NonNegative = 10.0  # at max_position, quotes shift this far against the inventory
+    requote_tolerance_bps: NonNegative = 2.0
+
+
+class RiskSection(_Section, kw_only=True):
+    inventory_target: NonNegative = 0.0  # base held when flat; position is measured from it
+    max_position: Positive
+    max_order_notional: Positive
+    max_open_orders: PositiveInt = 4
+    price_band_bps: Positive = 100.0
+    max_book_age_s: Positive = 2.0
+    daily_loss_limit: Positive
+
+
+class AdminSection(_Section, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 9100
+    token: SecretRef
+
+
+class NodeConfig(_Section, kw_only=True):
+    node: NodeSection
+    venue: VenueSection
+    market: MarketSection
+    strategy: StrategySection
+    risk: RiskSection
+    admin: AdminSection
+
+
+@dataclass(frozen=True)
+class Secrets:
+    api_key: str
+    api_secret: str
+    admin_token: str
+
+    def __repr__(self) -> str:  # never let a secret reach a log line
+        return "Secrets(<redacted>)"
+
+
+def load(path: str | Path) -> NodeConfig:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        config = msgspec.convert(raw, NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_explain(str(exc), raw)]) from None
+    problems = _cross_checks(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_secrets(config: NodeConfig, environ: typing.Mapping[str, str] = os.environ) -> Secrets:
+    problems: list[str] = []
+    values = {}
+    for key, ref in (("venue.api_key", config.venue.api_key), ("venue.api_secret", config.venue.api_secret),
+                     ("admin.token", config.admin.token)):
+        try:
+            values[key] = _read_secret(ref, environ)
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Secrets(values["venue.api_key"], values["venue.api_secret"], values["admin.token"])
+
+
+def _read_secret(ref: SecretRef, environ) -> str:
+    if (ref.file is None) == (ref.env is None):
+        raise ValueError("give exactly one of `file` or `env`")
+    if ref.env is not None:
+        value = environ.get(ref.env, "")
+        if not value:
+            raise ValueError(f"environment variable {ref.env} is not set or empty")
+        return value
+    try:
+        value = Path(ref.file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {ref.file}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"secret file {ref.file} is empty")
+    return value
+
+
+def _cross_checks(c: NodeConfig) -> list[str]:
+    problems = []
+    if c.risk.max_open_orders < 2 * c.strategy.levels:
+        problems.append(f"risk.max_open_orders: {c.risk.max_open_orders} cannot hold {c.strategy.levels} "
+                        f"level(s) a side (strategy.levels); need at least {2 * c.strategy.levels}")
+    outermost = c.strategy.half_spread_bps + (c.strategy.levels - 1) * c.strategy.level_gap_bps
+    if outermost + c.strategy.inventory_skew_bps >= c.risk.price_band_bps:
+        problems.append(f"risk.price_band_bps: {c.risk.price_band_bps} leaves no room for quotes reaching "
+                        f"{outermost + c.strategy.inventory_skew_bps} bps from mid (spread, levels and skew)")
+    if c.strategy.order_qty > c.risk.max_position:
+        problems.append(f"strategy.order_qty: {c.strategy.order_qty} exceeds risk.max_position "
+                        f"{c.risk.max_position}")
+    for key in ("rest_url", "stream_url", "ws_api_url"):
+        url = getattr(c.venue, key)
+        scheme = ("http", "https") if key == "rest_url" else ("ws", "wss")
+        if not re.match(rf"^({'|'.join(scheme)})://[^/\s]+", url):
+            problems.append(f"venue.{key}: expected a {'/'.join(scheme)} URL, got {url!r}")
+    return problems
+
+
+_TYPE_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "bool": "true or false",
+               "object": "a table", "array": "a list"}
+
+
+def _explain(message: str, raw: dict) -> str:
+    """msgspec's message in the operator's words: `risk.max_position: expected a
+    positive number, got -1`."""
+    text, _, where = message.partition(" - at `$")
+    path = where.rstrip("`").lstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", text)
+    if unknown:
+        return f"{_join(path, unknown.group(1))}: unknown key"
+    missing = re.match(r"Object missing required field `(.+)`", text)
+    if missing:
+        return f"{_join(path, missing.group(1))}: required key is missing"
+    got = _lookup(raw, path)
+    shown = repr(got) if isinstance(got, str) else str(got).lower() if isinstance(got, bool) else got
+    bound = re.match(r"Expected `(\w+)` (>=|>|<=|<) (\S+)", text)
+    if bound:
+        kind, op, limit = bound.groups()
+        if op == ">" and float(limit) == 0:
+            return f"{path}: expected a positive number, got {shown}"
+        limit = limit[:-2] if limit.endswith(".0") else limit
+        return f"{path}: expected {_TYPE_WORDS.get(kind, kind)} {op} {limit}, got {shown}"
+    wrong_type = re.match(r"Expected `([\w |]+)`, got `(\w+)`", text)
+    if wrong_type:
+        return f"{path}: expected {_TYPE_WORDS.get(wrong_type.group(1), wrong_type.group(1))}, got {shown}"
+    if text.startswith("Invalid enum value"):
+        allowed = _allowed_values(path)
+        return f"{path}: expected one of {', '.join(map(repr, allowed))}, got {shown}"
+    if text.startswith("Expected `str` matching regex"):
+        return f"{path}: {shown} does not match the required pattern {text.split('regex ')[1]}"
+    return f"{path or 'config'}: {text[0].lower()}{text[1:]}"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _lookup(raw, path: str):
+    for part in path.split(".") if path else []:
+        if not isinstance(raw, dict):
+            return None
+        raw = raw.get(part)
+    return raw
+
+
+def _allowed_values(path: str) -> tuple:
+    struct: typing.Any = NodeConfig
+    for part in path.split("."):
+        hints = typing.get_type_hints(struct, include_extras=True)
+        struct = hints.get(part)
+    return typing.get_args(struct)

@@ -1,0 +1,347 @@
+"""One node's engine: it wires the venue adapter, the local book, account
+state, strategy, risk and the OMS together and runs them.
+
+Start-up is crash-safe: subscribe to user data, sync the account, fetch open
+orders and cancel what an earlier run of this node left resting, sync the
+book, check risk — and only then quote. Every order goes through the lease
+gate (`order_gate.py`); cancels go by client id.
+"""
+import asyncio
+import datetime
+import time
+import aiohttp
+
+from .. import logs
+from ..config import NodeConfig, Secrets
+from ..coordinator.lease import Lease
+from . import risk, strategy
+from . import venue_errors as ve
+from .account import AccountState, DayReference
+from .book import LocalBook
+from .client_ids import ClientIdFactory
+from .instrument import Instrument
+from .marketdata import MarketData
+from .messages import AccountPosition, ExecutionReport
+from .oms import ManagedOrder, Oms
+from .order_gate import NotPermitted, OrderGate
+from .rest import VenueRest
+from .state_store import StateStore
+from .userstream import UserStream
+
+log = logs.get("engine")
+RECONCILE_GRACE_S = 2.0
+STARTUP_TIMEOUT_S = 15.0
+
+
+class NodeEngine:
+    def __init__(self, config: NodeConfig, secrets: Secrets, clock=time.monotonic):
+        self.cfg = config
+        self.secrets = secrets
+        self.clock = clock
+        self.node_id = config.node.id
+        self.book = LocalBook(config.market.symbol)
+        self.oms = Oms(self.node_id)
+        self.ids = ClientIdFactory(self.node_id, int(time.time()))
+        self.store = StateStore(config.node.state_dir, self.node_id)
+        self.lease: Lease | None = Lease.solo(0) if config.node.mode == "solo" else None
+        self.role = "starting"
+        self.quoting = False
+        self.halt_reasons: list[str] = ["starting"]
+        self.panic_reason: str | None = None
+        self.fills = 0
+        self.filled_qty = {"BUY": 0.0, "SELL": 0.0}
+        self.cancel_errors = 0
+        self.instrument: Instrument | None = None
+        self.account: AccountState | None = None
+        self.day: DayReference | None = None
+        self.started_at = time.time()
+        self._requote = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self.rest: VenueRest | None = None
+        self.gate: OrderGate | None = None
+        self.marketdata: MarketData | None = None
+        self.userstream: UserStream | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # -- views -------------------------------------------------------------------
+    def risk_view(self) -> risk.RiskView:
+        now = self.clock()
+        mid = self.book.mid() if self.book.is_live() else None
+        return risk.RiskView(
+            mid=mid, book_age_s=self.book.age(now), position=self.account.position if self.account else 0.0,
+            open_orders=self.oms.count(), open_buy_qty=self.oms.open_qty("BUY"),
+            open_sell_qty=self.oms.open_qty("SELL"), daily_pnl=self.daily_pnl(mid),
+            panic=self.panic_reason is not None)
+
+    def daily_pnl(self, mid: float | None = None) -> float:
+        if self.account is None or self.day is None:
+            return 0.0
+        return self.account.pnl(self.day, mid if mid is not None else self.book.mid())
+
+    def _set_role(self, role: str) -> None:
+        if role != self.role:
+            log.info("role changed", previous=self.role, new=role)
+        self.role = role
+        logs.CONTEXT.role = role
+        logs.CONTEXT.epoch = self.lease.epoch if self.lease else None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Connects and syncs; returns once the node is quoting or halted."""
+        cfg = self.cfg
+        self._session = aiohttp.ClientSession()
+        self.rest = VenueRest(self._session, cfg.venue.rest_url, self.secrets.api_key, self.secrets.api_secret,
+                              cfg.venue.recv_window_ms, cfg.venue.request_timeout_s)
+        self.panic_reason = self.store.panic()
+        self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info(cfg.market.symbol),
+                                                        cfg.market.symbol)
+        self.account = AccountState(self.instrument.base, self.instrument.quote, cfg.risk.inventory_target)
+        self.gate = OrderGate(self.rest, self.instrument, self.oms, cfg.risk, lambda: self.lease, self.risk_view,
+                              cfg.venue.max_orders_per_10s, self.clock)
+
+        # User data first, so nothing that happens during the REST sync is missed.
+        self.userstream = UserStream(cfg.venue.ws_api_url, self.secrets.api_key, self.secrets.api_secret,
+                                     self._on_execution, self._on_position, self._on_user_resubscribed)
+        self._spawn(self.userstream.run(self._stop), "userstream")
+        await asyncio.wait_for(self.userstream.subscribed.wait(), STARTUP_TIMEOUT_S)
+
+        await self.sync_account()
+        leftovers, foreign = self.oms.reconcile(await self.rest.open_orders(cfg.market.symbol), self.clock(), 0.0)
+        if leftovers:
+            log.warning("cancelling orders an earlier run left resting", orders=leftovers)
+            await self.cancel_own_orders("restart")
+        if foreign:
+            log.warning("open orders on the account that are not this node's", orders=foreign)
+
+        self.marketdata = MarketData(self.book, self.rest, cfg.venue.stream_url, cfg.market.depth_stream,
+                                     cfg.market.snapshot_limit, self._on_book_update, self.clock)
+        self._spawn(self.marketdata.run(self._stop), "marketdata")
+        deadline = self.clock() + STARTUP_TIMEOUT_S
+        while not (self.book.is_live() and self.book.age(self.clock()) < cfg.risk.max_book_age_s):
+            if self.clock() > deadline:
+                raise TimeoutError("the order book did not sync in time")
+            await asyncio.sleep(0.02)
+
+        self._spawn(self._reconcile_loop(), "reconcile")
+        self._spawn(self._quote_loop(), "quoter")
+        self._evaluate_quoting()
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            # A dead loop must not leave orders resting unwatched: stop quoting at once.
+            log.critical("engine task died", task=task.get_name(), error=repr(task.exception()))
+            asyncio.get_running_loop().create_task(self.panic(f"task {task.get_name()} died"))
+
+    async def stop(self) -> None:
+        """Stops quoting, cancels this node's orders, closes connections."""
+        self.quoting = False
+        self.halt_reasons = ["stopping"]
+        if self.rest is not None and self.oms.live:
+            await self.cancel_own_orders("shutdown")
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- account -----------------------------------------------------------------
+    async def sync_account(self) -> None:
+        self.account.on_account_info(await self.rest.account())
+        day = datetime.datetime.now(datetime.UTC).date().isoformat()
+        if self.day is None or self.day.day != day:
+            self.day = self.store.day_reference(day, self.account.total(self.instrument.base),
+                                                self.account.total(self.instrument.quote))
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.venue.reconcile_interval_s)
+            try:
+                await self.reconcile()
+            except ve.VenueError as exc:
+                log.warning("reconcile failed", error=str(exc))
+
+    async def reconcile(self) -> None:
+        await self.sync_account()
+        adopted, _ = self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(),
+                                        RECONCILE_GRACE_S)
+        if adopted:
+            log.warning("reconcile found untracked orders of this node", orders=adopted)
+        self._evaluate_quoting()
+
+    def _on_user_resubscribed(self) -> None:
+        if self.account is not None and self.account.synced:
+            asyncio.get_running_loop().create_task(self._safe_reconcile())
+
+    async def _safe_reconcile(self) -> None:
+        try:
+            await self.reconcile()
+        except ve.VenueError as exc:
+            log.warning("reconcile after resubscribe failed", error=str(exc))
+
+    # -- stream callbacks --------------------------------------------------------
+    def _on_execution(self, report: ExecutionReport) -> None:
+        fill = self.oms.on_execution(report, self.clock())
+        if fill is not None:
+            self.fills += 1
+            self.filled_qty[fill.side] += fill.qty
+            log.info("fill", client_id=fill.client_id, side=fill.side, price=fill.price, qty=fill.qty,
+                     maker=fill.is_maker)
+            self._requote.set()
+
+    def _on_position(self, event: AccountPosition) -> None:
+        self.account.on_position(event)
+        self._requote.set()
+
+    def _on_book_update(self) -> None:
+        self._requote.set()
+
+    # -- quoting -----------------------------------------------------------------
+    def _evaluate_quoting(self) -> None:
+        reasons = risk.state_problems(self.cfg.risk, self.risk_view())
+        if self.lease is None or not self.lease.may_trade(self.clock()):
+            reasons.append("no-lease")
+        if not self.userstream.connected:
+            reasons.append("user-stream-down")
+        was = self.quoting
+        self.quoting = not reasons
+        self.halt_reasons = reasons
+        self._set_role("primary" if self.quoting else "halted")
+        if was != self.quoting:
+            log.info("quoting " + ("started" if self.quoting else "halted"), reasons=reasons)
+            self._requote.set()
+
+    async def _quote_loop(self) -> None:
+        while True:
+            await self._requote.wait()
+            self._requote.clear()
+            self._evaluate_quoting()
+            try:
+                await self.requote()
+            except (ve.VenueError, NotPermitted) as exc:
+                log.warning("requote incomplete", error=str(exc))
+                await asyncio.sleep(0.05)
+
+    async def requote(self) -> None:
+        """Brings the resting quotes to where the strategy wants them."""
+        if not self.quoting:
+            if self.oms.working():
+                await self.cancel_own_orders("halted: " + ",".join(self.halt_reasons))
+            return
+        mid = self.book.mid()
+        desired = strategy.desired_quotes(mid, self.account.position, self.cfg.risk.max_position,
+                                          self.cfg.strategy, self.instrument)
+        working = {key: strategy.Quote(o.side, o.level, o.price_ticks, o.qty_steps)
+                   for key, o in self.oms.working().items()}
+        tolerance = int(mid * self.cfg.strategy.requote_tolerance_bps / 1e4 / self.instrument.tick_size)
+        cancel, place = strategy.stale_quotes(working, desired, tolerance)
+        live = self.oms.working()
+        if cancel:
+            await asyncio.gather(*(self._cancel(live[key].client_id) for key in cancel))
+        if place:
+            epoch = self.lease.epoch
+            orders = [ManagedOrder(self.ids.next(epoch), q.side, q.price_ticks, q.qty_steps,
+                                   q.price_ticks * self.instrument.tick_size, q.qty_steps * self.instrument.step_size,
+                                   epoch, q.level, self.clock()) for q in place]
+            results = await asyncio.gather(*(self._place(o) for o in orders), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, (ve.VenueError, NotPermitted)):
+                    raise result
+
+    async def _place(self, order: ManagedOrder) -> None:
+        try:
+            await self.gate.send(order)
+        except NotPermitted as exc:
+            log.info("order refused by the gate", reason=exc.reason, side=order.side, price=order.price)
+        except ve.OrderRejected as exc:
+            log.info("order rejected by the venue", code=exc.code, msg=exc.msg, client_id=order.client_id)
+        except ve.VenueError as exc:
+            log.warning("order failed", code=exc.code, msg=exc.msg, client_id=order.client_id,
+                        kind=type(exc).__name__)
+
+    async def _cancel(self, client_id: str) -> None:
+        self.oms.on_cancel_sent(client_id, self.clock())
+        try:
+            reply = await self.rest.cancel_order(self.cfg.market.symbol, client_id)
+            self.oms.on_cancelled(client_id, reply.executedQty, self.clock())
+        except ve.UnknownOrder:
+            self.oms.on_cancel_unknown_order(client_id, self.clock())
+        except ve.VenueError as exc:
+            self.cancel_errors += 1
+            log.warning("cancel failed", client_id=client_id, error=str(exc))
+
+    async def cancel_own_orders(self, reason: str) -> int:
+        """Cancels every live order of this node, by client id, and checks
+        the venue agrees. Returns how many of ours it still lists."""
+        ids = list(self.oms.live)
+        if ids:
+            log.info("cancelling own orders", reason=reason, count=len(ids))
+            await asyncio.gather(*(self._cancel(cid) for cid in ids))
+        self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
+        remaining = list(self.oms.live)
+        if remaining:
+            log.error("orders still resting after cancel", orders=remaining)
+        return len(remaining)
+
+    async def panic(self, reason: str) -> int:
+        """PanicStop: stop quoting, cancel everything of ours, latch until cleared."""
+        self.panic_reason = reason
+        self.store.set_panic(reason)
+        self.quoting = False
+        log.critical("PANIC STOP", reason=reason)
+        remaining = await self.cancel_own_orders("panic")
+        if remaining:  # one more pass: a fill or a late ack can race the first
+            remaining = await self.cancel_own_orders("panic")
+        self._evaluate_quoting()
+        return remaining
+
+    def clear_panic(self) -> None:
+        log.warning("panic stop cleared by operator", was=self.panic_reason)
+        self.panic_reason = None
+        self.store.set_panic(None)
+        self._evaluate_quoting()
+
+    # -- reporting ---------------------------------------------------------------
+    def health(self) -> dict:
+        now = self.clock()
+        md, us, rest = self.marketdata, self.userstream, self.rest
+        ws_ok = bool(md and md.connected and us and us.connected)
+        book_ok = self.book.is_live() and self.book.age(now) <= self.cfg.risk.max_book_age_s
+        api_ok = bool(rest) and rest.blocked_until <= now
+        healthy = ws_ok and book_ok and api_ok and self.panic_reason is None
+        return {
+            "status": "ok" if healthy else "degraded",
+            "system": {"node": self.node_id, "role": self.role, "uptime_s": round(time.time() - self.started_at, 1),
+                       "panic": self.panic_reason},
+            "strategy": {"quoting": self.quoting, "halt_reasons": self.halt_reasons},
+            "ws": {"market": bool(md and md.connected), "user": bool(us and us.connected),
+                   "book": self.book.state.value, "book_age_s": round(self.book.age(now), 3)},
+            "api": {"ok": api_ok, "used_weight": rest.used_weight if rest else 0,
+                    "errors": dict(rest.errors_by_code) if rest else {}},
+            "oms": {"live_orders": self.oms.count(), "outcomes": dict(self.oms.outcomes)},
+        }
+
+    def status(self) -> dict:
+        mid = self.book.mid()
+        return {
+            **self.health(),
+            "lease": {"epoch": self.lease.epoch if self.lease else None,
+                      "may_trade": bool(self.lease and self.lease.may_trade(self.clock()))},
+            "market": {"symbol": self.book.symbol, "best_bid": self.book.best_bid, "best_ask": self.book.best_ask,
+                       "mid": mid, "update_id": self.book.update_id, "resyncs": self.book.resyncs,
+                       "reconnects": self.marketdata.reconnects if self.marketdata else 0},
+            "account": {"position": self.account.position if self.account else None,
+                        "base": self.account.total(self.instrument.base) if self.account else None,
+                        "quote": self.account.total(self.instrument.quote) if self.account else None,
+                        "daily_pnl": self.daily_pnl()},
+            "orders": [{"client_id": o.client_id, "side": o.side, "price": o.price, "qty": o.qty,
+                        "filled": o.filled, "status": o.status.value} for o in self.oms.live.values()],
+            "fills": {"count": self.fills, "bought": self.filled_qty["BUY"], "sold": self.filled_qty["SELL"]},
+            "gate": {"sent": self.gate.sent if self.gate else 0, "refusals": dict(self.gate.refusals) if self.gate else {}},
+        }

@@ -1,0 +1,195 @@
+"""The order state machine, fed by REST replies, executionReports and
+reconciliation. Sans-I/O: every method takes `now` (monotonic seconds).
+
+Replies and stream events race each other, so a status only moves forward:
+a REST `NEW` arriving after a streamed fill does not undo the fill, and
+nothing leaves a terminal state.
+"""
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from . import client_ids
+from .messages import ExecutionReport, OpenOrder, OrderReply
+
+
+class Status(Enum):
+    PENDING_NEW = "PENDING_NEW"  # sent, no answer yet
+    UNKNOWN = "UNKNOWN"  # the send's outcome is unknown; reconciliation decides
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    GONE = "GONE"  # no longer on the venue; how it ended is in the balances
+
+
+TERMINAL = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED, Status.GONE})
+_RANK = {Status.PENDING_NEW: 0, Status.UNKNOWN: 0, Status.NEW: 1, Status.PARTIALLY_FILLED: 2,
+         Status.PENDING_CANCEL: 3}
+_VENUE_STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED, "FILLED": Status.FILLED,
+                 "CANCELED": Status.CANCELED, "REJECTED": Status.REJECTED, "EXPIRED": Status.EXPIRED,
+                 "EXPIRED_IN_MATCH": Status.EXPIRED, "PENDING_CANCEL": Status.PENDING_CANCEL}
+FINISHED_KEPT = 1_000
+
+
+@dataclass(slots=True)
+class ManagedOrder:
+    client_id: str
+    side: str
+    price_ticks: int
+    qty_steps: int
+    price: float
+    qty: float
+    epoch: int
+    level: int | None  # the strategy's quote slot; None for an adopted order
+    sent_at: float
+    status: Status = Status.PENDING_NEW
+    order_id: int | None = None
+    filled: float = 0.0
+    acked_at: float | None = None
+    cancel_sent_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.status not in TERMINAL
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.qty - self.filled)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    client_id: str
+    side: str
+    price: float
+    qty: float
+    commission: float
+    commission_asset: str | None
+    is_maker: bool
+
+
+class Oms:
+    def __init__(self, node_id: str):
+        self.node_id = node_id
+        self.live: dict[str, ManagedOrder] = {}
+        self.finished: deque[ManagedOrder] = deque(maxlen=FINISHED_KEPT)
+        self.outcomes: dict[str, int] = {}
+        self._seen_trades: set[tuple[int, int]] = set()
+
+    # -- queries ---------------------------------------------------------------
+    def get(self, client_id: str) -> ManagedOrder | None:
+        return self.live.get(client_id)
+
+    def working(self) -> dict[tuple[str, int], ManagedOrder]:
+        """Quote slots held by orders the strategy can still count on."""
+        return {(o.side, o.level): o for o in self.live.values()
+                if o.level is not None and o.status in (Status.PENDING_NEW, Status.NEW, Status.PARTIALLY_FILLED)}
+
+    def open_qty(self, side: str) -> float:
+        return sum(o.remaining for o in self.live.values() if o.side == side)
+
+    def count(self, *statuses: Status) -> int:
+        return sum(1 for o in self.live.values() if not statuses or o.status in statuses)
+
+    # -- order entry -----------------------------------------------------------
+    def on_sent(self, order: ManagedOrder) -> None:
+        self.live[order.client_id] = order
+
+    def on_reply(self, reply: OrderReply, now: float) -> None:
+        order = self.live.get(reply.clientOrderId)
+        if order is None:
+            return
+        order.order_id = reply.orderId
+        order.acked_at = order.acked_at or now
+        order.filled = max(order.filled, reply.executedQty)
+        self._advance(order, _VENUE_STATUS.get(reply.status, Status.NEW), now)
+
+    def on_rejected(self, client_id: str, now: float) -> None:
+        order = self.live.get(client_id)
+        if order is not None:
+            self._advance(order, Status.REJECTED, now)
+
+    def on_outcome_unknown(self, client_id: str, now: float) -> None:
+        order = self.live.get(client_id)
+        if order is not None and order.status is Status.PENDING_NEW:
+            order.status = Status.UNKNOWN
+
+    # -- cancels ---------------------------------------------------------------
+    def on_cancel_sent(self, client_id: str, now: float) -> None:
+        order = self.live.get(client_id)
+        if order is not None:
+            order.cancel_sent_at = now
+            self._advance(order, Status.PENDING_CANCEL, now)
+
+    def on_cancelled(self, client_id: str, executed_qty: float, now: float) -> None:
+        order = self.live.get(client_id)
+        if order is not None:
+            order.filled = max(order.filled, executed_qty)
+            self._advance(order, Status.CANCELED, now)
+
+    def on_cancel_unknown_order(self, client_id: str, now: float) -> None:
+        """-2011: the venue has no open order by that id. It filled, was
+        cancelled already, or never arrived; either way it is not resting."""
+        order = self.live.get(client_id)
+        if order is not None:
+            self._advance(order, Status.GONE, now)
+
+    # -- the user data stream ----------------------------------------------------
+    def on_execution(self, report: ExecutionReport, now: float) -> Fill | None:
+        client_id = report.C if report.x == "CANCELED" and report.C else report.c
+        order = self.live.get(client_id)
+        if order is None:
+            return None
+        order.order_id = report.i
+        order.filled = max(order.filled, report.z)
+        fill = None
+        if report.x == "TRADE" and (report.i, report.t) not in self._seen_trades:
+            self._seen_trades.add((report.i, report.t))
+            fill = Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
+        self._advance(order, _VENUE_STATUS.get(report.X, order.status), now)
+        return fill
+
+    # -- reconciliation -----------------------------------------------------------
+    def reconcile(self, venue_open: list[OpenOrder], now: float, grace_s: float) -> tuple[list[str], list[str]]:
+        """Aligns with the venue's open orders. Returns (adopted client ids,
+        foreign client ids). Orders younger than `grace_s` are left alone: the
+        listing may predate them."""
+        on_venue = {o.clientOrderId: o for o in venue_open}
+        for order in list(self.live.values()):
+            if order.client_id not in on_venue and now - order.sent_at > grace_s:
+                self._advance(order, Status.GONE, now)
+        adopted, foreign = [], []
+        for cid, venue_order in on_venue.items():
+            order = self.live.get(cid)
+            if order is not None:
+                order.order_id = venue_order.orderId
+                order.filled = max(order.filled, venue_order.executedQty)
+                self._advance(order, _VENUE_STATUS.get(venue_order.status, Status.NEW), now)
+                continue
+            parsed = client_ids.parse(cid)
+            if parsed is None or parsed.node != self.node_id:
+                foreign.append(cid)
+                continue
+            # Ours from an earlier run: track it so it is cancelled, never lost.
+            self.live[cid] = ManagedOrder(cid, venue_order.side, 0, 0, venue_order.price, venue_order.origQty,
+                                          parsed.epoch, None, now, _VENUE_STATUS.get(venue_order.status, Status.NEW),
+                                          venue_order.orderId, venue_order.executedQty, acked_at=now)
+            adopted.append(cid)
+        return adopted, foreign
+
+    def _advance(self, order: ManagedOrder, status: Status, now: float) -> None:
+        if order.status in TERMINAL:
+            return
+        if status in TERMINAL:
+            order.status = status
+            order.finished_at = now
+            self.outcomes[status.value] = self.outcomes.get(status.value, 0) + 1
+            del self.live[order.client_id]
+            self.finished.append(order)
+        elif _RANK[status] > _RANK[order.status]:
+            order.status = status

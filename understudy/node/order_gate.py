@@ -1,0 +1,83 @@
+"""The lease gate: the one code path that creates orders on the venue.
+
+`OrderGate.send` is the only caller of `VenueRest._post_order_unguarded`
+(a test keeps it that way). At the moment of sending it asks the lease
+whether this node may trade now, on the monotonic clock, and runs the risk
+checks on the state of that instant; a refusal is counted and raised, and
+nothing reaches the venue.
+"""
+import time
+from collections import deque
+from typing import Callable
+
+from ..config import RiskSection
+from ..coordinator.lease import Lease
+from . import risk
+from . import venue_errors as ve
+from .instrument import Instrument
+from .oms import ManagedOrder, Oms
+from .rest import VenueRest
+
+
+class NotPermitted(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OrderGate:
+    def __init__(self, rest: VenueRest, instrument: Instrument, oms: Oms, limits: RiskSection,
+                 lease: Callable[[], Lease | None], risk_view: Callable[[], risk.RiskView],
+                 max_orders_per_10s: int, clock: Callable[[], float] = time.monotonic):
+        self._rest = rest
+        self._instrument = instrument
+        self._oms = oms
+        self._limits = limits
+        self._lease = lease
+        self._risk_view = risk_view
+        self._clock = clock
+        self._max_per_10s = max_orders_per_10s
+        self._recent_sends: deque[float] = deque()
+        self.refusals: dict[str, int] = {}
+        self.sent = 0
+
+    def _refuse(self, reason: str) -> NotPermitted:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        return NotPermitted(reason)
+
+    async def send(self, order: ManagedOrder) -> None:
+        """Sends a LIMIT_MAKER order (a quote never takes). Raises NotPermitted
+        or a venue error; the OMS records every outcome."""
+        reason = risk.check(self._limits, self._risk_view(), risk.OrderIntent(order.side, order.price, order.qty))
+        if reason is not None:
+            raise self._refuse(reason)
+        # Stay under the venue's order-rate limit rather than be banned by it.
+        window_start = self._clock() - 10.0
+        while self._recent_sends and self._recent_sends[0] < window_start:
+            self._recent_sends.popleft()
+        if len(self._recent_sends) >= self._max_per_10s:
+            raise self._refuse("order-rate")
+        params = {
+            "symbol": self._instrument.symbol, "side": order.side, "type": "LIMIT_MAKER",
+            "quantity": self._instrument.qty_text(order.qty_steps),
+            "price": self._instrument.price_text(order.price_ticks),
+            "newClientOrderId": order.client_id, "newOrderRespType": "RESULT",
+        }
+        lease = self._lease()
+        now = self._clock()
+        if lease is None or lease.epoch != order.epoch or not lease.may_trade(now):
+            raise self._refuse("no-lease" if lease is None else "stale-epoch" if lease.epoch != order.epoch
+                               else "lease-expired")
+        order.sent_at = now
+        self._recent_sends.append(now)
+        self._oms.on_sent(order)
+        self.sent += 1
+        try:
+            reply = await self._rest._post_order_unguarded(params)
+        except ve.OutcomeUnknown:
+            self._oms.on_outcome_unknown(order.client_id, self._clock())
+            raise
+        except ve.VenueError:
+            self._oms.on_rejected(order.client_id, self._clock())
+            raise
+        self._oms.on_reply(reply, self._clock())

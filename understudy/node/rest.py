@@ -1,0 +1,131 @@
+"""Signed Binance REST over aiohttp.
+
+Rate limits are honoured before sending: after a 429/418 every request fails
+fast until Retry-After has passed, and the used weight is tracked from
+`X-MBX-USED-WEIGHT-1M`. Only requests that are safe to repeat are retried
+(queries, and cancels by client id, whose repeat is harmless), under a
+deadline rather than a count. Creating an order is never retried here; see
+`order_gate.py`.
+"""
+import hashlib
+import hmac
+import time
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from . import venue_errors as ve
+from .messages import AccountInfo, CancelReply, DepthSnapshot, ErrorReply, ExchangeInfo, OpenOrder, OrderReply
+
+_error_decoder = msgspec.json.Decoder(ErrorReply)
+
+
+class VenueRest:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str, api_secret: str,
+                 recv_window_ms: int = 5000, timeout_s: float = 2.0, retry_deadline_s: float = 3.0):
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._key = api_key
+        self._secret = api_secret.encode()
+        self._recv_window = recv_window_ms
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._retry_deadline = retry_deadline_s
+        self.used_weight = 0
+        self.blocked_until = 0.0  # monotonic
+        self.requests_sent = 0
+        self.errors_by_code: dict[int, int] = {}
+
+    # -- transport ---------------------------------------------------------------
+    def _signed_query(self, params: dict) -> str:
+        params = {**params, "recvWindow": self._recv_window, "timestamp": int(time.time() * 1000)}
+        query = urlencode(params)
+        return f"{query}&signature={hmac.new(self._secret, query.encode(), hashlib.sha256).hexdigest()}"
+
+    async def request(self, method: str, path: str, params: dict | None = None, signed: bool = False,
+                      decode=None):
+        wait = self.blocked_until - time.monotonic()
+        if wait > 0:
+            raise ve.RateLimited(-1003, "backing off after a rate-limit reply", 429, wait)
+        query = self._signed_query(params or {}) if signed else urlencode(params or {})
+        url = f"{self._base}{path}" + (f"?{query}" if query else "")
+        headers = {"X-MBX-APIKEY": self._key} if signed else {}
+        self.requests_sent += 1
+        try:
+            async with self._session.request(method, url, headers=headers, timeout=self._timeout) as resp:
+                body = await resp.read()
+                weight = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+                if weight is not None:
+                    self.used_weight = int(weight)
+                if resp.status == 200:
+                    return decode(body) if decode else msgspec.json.decode(body)
+                retry_after = float(resp.headers.get("Retry-After", "1"))
+                try:
+                    err = _error_decoder.decode(body)
+                    code, msg = err.code, err.msg
+                except msgspec.DecodeError:
+                    code, msg = 0, body[:200].decode(errors="replace")
+                error = ve.from_reply(resp.status, code, msg, retry_after)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.errors_by_code[0] = self.errors_by_code.get(0, 0) + 1
+            raise ve.OutcomeUnknown(0, f"{type(exc).__name__}: {exc}") from exc
+        self.errors_by_code[error.code] = self.errors_by_code.get(error.code, 0) + 1
+        if isinstance(error, ve.RateLimited):
+            self.blocked_until = time.monotonic() + error.retry_after_s
+        raise error
+
+    async def _retrying(self, method: str, path: str, params: dict | None = None, signed: bool = False,
+                        decode=None):
+        """For requests whose repetition is harmless: retried on transport
+        failures and 5xx until the deadline, never on a definite answer."""
+        async for attempt in AsyncRetrying(
+                stop=stop_after_delay(self._retry_deadline), reraise=True,
+                wait=wait_exponential(multiplier=0.05, max=0.5),
+                retry=retry_if_exception_type(ve.OutcomeUnknown)):
+            with attempt:
+                return await self.request(method, path, params, signed, decode)
+
+    # -- endpoints ---------------------------------------------------------------
+    async def exchange_info(self, symbol: str) -> ExchangeInfo:
+        return await self._retrying("GET", "/api/v3/exchangeInfo", {"symbol": symbol},
+                                    decode=msgspec.json.Decoder(ExchangeInfo, strict=False).decode)
+
+    async def depth(self, symbol: str, limit: int) -> DepthSnapshot:
+        return await self._retrying("GET", "/api/v3/depth", {"symbol": symbol, "limit": limit},
+                                    decode=_snapshot_decoder.decode)
+
+    async def account(self) -> AccountInfo:
+        return await self._retrying("GET", "/api/v3/account", {"omitZeroBalances": "true"}, signed=True,
+                                    decode=_account_decoder.decode)
+
+    async def open_orders(self, symbol: str) -> list[OpenOrder]:
+        return await self._retrying("GET", "/api/v3/openOrders", {"symbol": symbol}, signed=True,
+                                    decode=_open_orders_decoder.decode)
+
+    async def query_order(self, symbol: str, client_order_id: str) -> OpenOrder:
+        return await self._retrying("GET", "/api/v3/order", {"symbol": symbol, "origClientOrderId": client_order_id},
+                                    signed=True, decode=_open_order_decoder.decode)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> CancelReply:
+        """By client id only: a node may cancel what it can name, never a whole symbol."""
+        return await self._retrying("DELETE", "/api/v3/order", {"symbol": symbol, "origClientOrderId": client_order_id},
+                                    signed=True, decode=_cancel_decoder.decode)
+
+    async def cancel_all_orders(self, symbol: str) -> list[CancelReply]:
+        """The takeover's protective cancel. Only a fresh lease holder calls it (§2.3)."""
+        return await self._retrying("DELETE", "/api/v3/openOrders", {"symbol": symbol}, signed=True,
+                                    decode=_cancel_list_decoder.decode)
+
+    async def _post_order_unguarded(self, params: dict) -> OrderReply:
+        """Sends one order. Called only by OrderGate.send, which checks the lease first."""
+        return await self.request("POST", "/api/v3/order", params, signed=True, decode=_order_decoder.decode)
+
+
+_snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
+_account_decoder = msgspec.json.Decoder(AccountInfo, strict=False)
+_open_orders_decoder = msgspec.json.Decoder(list[OpenOrder], strict=False)
+_open_order_decoder = msgspec.json.Decoder(OpenOrder, strict=False)
+_cancel_decoder = msgspec.json.Decoder(CancelReply, strict=False)
+_cancel_list_decoder = msgspec.json.Decoder(list[CancelReply], strict=False)
+_order_decoder = msgspec.json.Decoder(OrderReply, strict=False)

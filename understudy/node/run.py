@@ -1,0 +1,53 @@
+"""`understudy node run`: the engine and its admin server in one process."""
+import asyncio
+import signal
+
+from aiohttp import web
+
+from .. import logs
+from ..config import NodeConfig, Secrets
+from .admin import build_admin_app
+from .engine import NodeEngine
+
+log = logs.get("node")
+
+
+async def serve(config: NodeConfig, secrets: Secrets) -> int:
+    engine = NodeEngine(config, secrets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    runner = web.AppRunner(build_admin_app(engine, secrets.admin_token), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.admin.host, config.admin.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    log.info("admin listening", host=host, port=port)
+
+    exit_code = 0
+    try:
+        starting = asyncio.create_task(engine.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            log.info("node ready", quoting=engine.quoting, halt_reasons=engine.halt_reasons)
+            await stop.wait()
+        else:
+            starting.cancel()
+        log.info("stopping")
+    except Exception as exc:  # noqa: BLE001 - reported, orders cancelled, then a non-zero exit
+        log.critical("node failed", error=repr(exc))
+        exit_code = 1
+    finally:
+        stopping.cancel()
+        try:
+            await asyncio.wait_for(engine.stop(), 10)
+        except Exception as exc:  # noqa: BLE001
+            log.critical("shutdown incomplete: orders may be resting", error=repr(exc))
+            exit_code = 1
+        await runner.cleanup()
+    log.info("stopped", exit_code=exit_code)
+    return exit_code
