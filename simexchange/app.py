@@ -129,6 +129,14 @@ def _control_routes(venue: Venue) -> list[web.RouteDef]:
             "asks": [[format_amount(p), format_amount(q)] for p, q in asks],
         })
 
+    async def faults(request: web.Request) -> web.Response:
+        body = await request.json()
+        drop = body.get("drop_depth_events", 0)
+        if not isinstance(drop, int) or drop < 0:
+            raise web.HTTPBadRequest(text="drop_depth_events: expected a non-negative integer")
+        venue.depth_events_to_drop = drop
+        return web.json_response({"drop_depth_events": venue.depth_events_to_drop})
+
     async def audit_sync(request: web.Request) -> web.Response:
         venue.audit.sync()
         return web.json_response({"path": venue.audit.path})
@@ -136,6 +144,7 @@ def _control_routes(venue: Venue) -> list[web.RouteDef]:
     return [
         web.post("/sim/v1/market", set_market),
         web.get("/sim/v1/book", book),
+        web.post("/sim/v1/faults", faults),
         web.post("/sim/v1/audit/sync", audit_sync),
     ]
 

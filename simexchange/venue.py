@@ -89,6 +89,7 @@ class Venue:
         self.stream_clients: set[StreamClient] = set()
         self.user_data: set[UserDataSubscription] = set()
         self.market_paused = False
+        self.depth_events_to_drop = 0  # a fault for tests and drills: a hole in the diff sequence
         self.trackers: dict[tuple[str, str], DiffTracker] = {}
         self._last_top: dict[str, tuple] = {}
         for symbol, book in engine.books.items():
@@ -142,6 +143,9 @@ class Venue:
         now = wall_ms()
         for symbol in self.engine.specs:
             diff = self.trackers[(symbol, suffix)].flush()
+            if diff is not None and self.depth_events_to_drop and suffix == "@depth@100ms":
+                self.depth_events_to_drop -= 1
+                continue
             if diff is not None:
                 self._to_stream(f"{symbol.lower()}{suffix}", render.depth_update(symbol, now, *diff))
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 MAX_EPOCH = 10**10 - 1
-_PATTERN = re.compile(r"^e(\d{1,10})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,7}_[0-9a-z]{1,7})$")
+_PATTERN = re.compile(r"^e(\d{1,10})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,8}_[0-9a-z]{1,6})$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -37,18 +37,21 @@ def parse(client_order_id: str) -> ClientId | None:
 
 
 class ClientIdFactory:
-    """Unique across restarts: the boot stamp (seconds, base36) differs per
-    process start, the sequence per order."""
+    """Unique across restarts: the boot stamp (milliseconds, base36, so a
+    crash-restart within the same second still differs) changes per process
+    start, the sequence per order."""
 
-    def __init__(self, node_id: str, boot_time_s: int):
+    def __init__(self, node_id: str, boot_time_ms: int):
         self.node_id = node_id
-        self.boot = base36(boot_time_s)
+        self.boot = base36(boot_time_ms)
         self.seq = 0
 
     def next(self, epoch: int) -> str:
         if not 0 <= epoch <= MAX_EPOCH:
             raise ValueError(f"epoch {epoch} does not fit a client order id")
         self.seq += 1
+        if self.seq >= 36**6:
+            raise OverflowError("client id sequence exhausted for this boot; restart the node")
         cid = f"e{epoch}.{self.node_id}.{self.boot}_{base36(self.seq)}"
         assert len(cid) <= 36, cid
         return cid

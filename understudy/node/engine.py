@@ -41,7 +41,7 @@ class NodeEngine:
         self.node_id = config.node.id
         self.book = LocalBook(config.market.symbol)
         self.oms = Oms(self.node_id)
-        self.ids = ClientIdFactory(self.node_id, int(time.time()))
+        self.ids = ClientIdFactory(self.node_id, time.time_ns() // 1_000_000)
         self.store = StateStore(config.node.state_dir, self.node_id)
         self.lease: Lease | None = Lease.solo(0) if config.node.mode == "solo" else None
         self.role = "starting"
@@ -142,6 +142,9 @@ class NodeEngine:
         """Stops quoting, cancels this node's orders, closes connections."""
         self.quoting = False
         self.halt_reasons = ["stopping"]
+        if self.gate is not None:
+            self.gate.close("stopping")
+            await self._sends_settled()
         if self.rest is not None and self.oms.live:
             await self.cancel_own_orders("shutdown")
         self._stop.set()
@@ -150,6 +153,13 @@ class NodeEngine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+    async def _sends_settled(self) -> None:
+        """Waits for order sends already handed to the venue to be answered,
+        so a cancel pass cannot miss one (bounded by the request timeout)."""
+        deadline = self.clock() + self.cfg.venue.request_timeout_s + 0.5
+        while self.gate.in_flight and self.clock() < deadline:
+            await asyncio.sleep(0.005)
 
     # -- account -----------------------------------------------------------------
     async def sync_account(self) -> None:
@@ -276,17 +286,21 @@ class NodeEngine:
             self.cancel_errors += 1
             log.warning("cancel failed", client_id=client_id, error=str(exc))
 
-    async def cancel_own_orders(self, reason: str) -> int:
-        """Cancels every live order of this node, by client id, and checks
-        the venue agrees. Returns how many of ours it still lists."""
-        ids = list(self.oms.live)
-        if ids:
-            log.info("cancelling own orders", reason=reason, count=len(ids))
-            await asyncio.gather(*(self._cancel(cid) for cid in ids))
-        self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
-        remaining = list(self.oms.live)
-        if remaining:
-            log.error("orders still resting after cancel", orders=remaining)
+    async def cancel_own_orders(self, reason: str, passes: int = 3) -> int:
+        """Cancels every live order of this node, by client id, then asks the
+        venue what of ours still rests (a send racing the cancel, an order
+        from an earlier run) and goes again. Returns how many remain."""
+        remaining: list[str] = []
+        for _ in range(passes):
+            ids = list(self.oms.live)
+            if ids:
+                log.info("cancelling own orders", reason=reason, count=len(ids))
+                await asyncio.gather(*(self._cancel(cid) for cid in ids))
+            self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
+            remaining = list(self.oms.live)
+            if not remaining:
+                return 0
+        log.error("orders still resting after cancel", orders=remaining)
         return len(remaining)
 
     async def panic(self, reason: str) -> int:
@@ -295,9 +309,8 @@ class NodeEngine:
         self.store.set_panic(reason)
         self.quoting = False
         log.critical("PANIC STOP", reason=reason)
+        await self._sends_settled()
         remaining = await self.cancel_own_orders("panic")
-        if remaining:  # one more pass: a fill or a late ack can race the first
-            remaining = await self.cancel_own_orders("panic")
         self._evaluate_quoting()
         return remaining
 

@@ -40,6 +40,12 @@ class OrderGate:
         self._recent_sends: deque[float] = deque()
         self.refusals: dict[str, int] = {}
         self.sent = 0
+        self.in_flight = 0
+        self.closed_reason: str | None = None
+
+    def close(self, reason: str) -> None:
+        """Refuses every order from now on (shutdown); sends already under way finish."""
+        self.closed_reason = reason
 
     def _refuse(self, reason: str) -> NotPermitted:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
@@ -48,7 +54,8 @@ class OrderGate:
     async def send(self, order: ManagedOrder) -> None:
         """Sends a LIMIT_MAKER order (a quote never takes). Raises NotPermitted
         or a venue error; the OMS records every outcome."""
-        reason = risk.check(self._limits, self._risk_view(), risk.OrderIntent(order.side, order.price, order.qty))
+        reason = self.closed_reason or risk.check(self._limits, self._risk_view(),
+                                                  risk.OrderIntent(order.side, order.price, order.qty))
         if reason is not None:
             raise self._refuse(reason)
         # Stay under the venue's order-rate limit rather than be banned by it.
@@ -72,6 +79,7 @@ class OrderGate:
         self._recent_sends.append(now)
         self._oms.on_sent(order)
         self.sent += 1
+        self.in_flight += 1
         try:
             reply = await self._rest._post_order_unguarded(params)
         except ve.OutcomeUnknown:
@@ -80,4 +88,6 @@ class OrderGate:
         except ve.VenueError:
             self._oms.on_rejected(order.client_id, self._clock())
             raise
+        finally:
+            self.in_flight -= 1
         self._oms.on_reply(reply, self._clock())

@@ -1,0 +1,197 @@
+"""The node's venue-facing parts against the simulated exchange over real
+sockets: book sync and resync, and the order path through the lease gate."""
+import asyncio
+import dataclasses
+import math
+import time
+
+import aiohttp
+import pytest
+
+from understudy.coordinator.lease import Lease
+from understudy.node import venue_errors as ve
+from understudy.node.book import LocalBook
+from understudy.node.client_ids import ClientIdFactory
+from understudy.node.instrument import Instrument
+from understudy.node.marketdata import MarketData
+from understudy.node.oms import ManagedOrder, Oms, Status
+from understudy.node.order_gate import NotPermitted, OrderGate
+from understudy.node.rest import VenueRest
+from understudy.node.risk import RiskView
+from understudy.node.userstream import UserStream
+from tests.nodeproc import node_settings, to_config
+from tests.simproc import RestClient
+
+
+async def _until(predicate, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_book_resyncs_after_a_sequence_gap(live_sim):
+    async with aiohttp.ClientSession() as session:
+        rest = VenueRest(session, live_sim.base_url, *live_sim.accounts[0])
+        book = LocalBook("BTCUSDT")
+        updates = []
+        md = MarketData(book, rest, live_sim.ws_url, "100ms", 5000, lambda: updates.append(1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(md.run(stop))
+        try:
+            await _until(book.is_live, what="first sync")
+            assert book.resyncs == 0
+            async with session.post(f"{live_sim.base_url}/sim/v1/faults", json={"drop_depth_events": 2}) as r:
+                assert r.status == 200
+            await _until(lambda: book.resyncs >= 1, what="gap detection")
+            await _until(book.is_live, what="resync")
+
+            async with session.post(f"{live_sim.base_url}/sim/v1/market", json={"paused": True}):
+                pass
+            async with session.get(f"{live_sim.base_url}/sim/v1/book", params={"symbol": "BTCUSDT"}) as r:
+                venue = await r.json()
+            await _until(lambda: book.update_id >= venue["updateId"], what="catching up")
+            assert book.update_id == venue["updateId"]
+            assert book.bids == {float(p): float(q) for p, q in venue["bids"]}
+            assert book.asks == {float(p): float(q) for p, q in venue["asks"]}
+            assert book.best_bid == float(venue["bids"][0][0]) and book.best_ask == float(venue["asks"][0][0])
+            assert md.malformed == 0 and updates
+        finally:
+            stop.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class Harness:
+    """The node's order path, wired as the engine wires it, with the risk
+    view and the lease under the test's control."""
+
+    def __init__(self, sim, session, tmp_path):
+        self.config = to_config(node_settings(sim, tmp_path))
+        self.rest = VenueRest(session, sim.base_url, *sim.accounts[0])
+        self.oms = Oms("sg-1")
+        self.ids = ClientIdFactory("sg-1", 1)
+        self.lease: Lease | None = Lease.solo(3)
+        self.view = RiskView(mid=60000.0, book_age_s=0.1, position=0.0, open_orders=0, open_buy_qty=0.0,
+                             open_sell_qty=0.0, daily_pnl=0.0, panic=False)
+        self.fills = []
+        self.stream = UserStream(f"{sim.ws_url}/ws-api/v3", *sim.accounts[0], self._on_execution, lambda e: None,
+                                 lambda: None)
+        self.stop = asyncio.Event()
+
+    def _on_execution(self, report):
+        fill = self.oms.on_execution(report, time.monotonic())
+        if fill:
+            self.fills.append(fill)
+
+    async def start(self):
+        self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info("BTCUSDT"), "BTCUSDT")
+        self.gate = OrderGate(self.rest, self.instrument, self.oms, self.config.risk, lambda: self.lease,
+                              lambda: self.view, 80)
+        self.task = asyncio.create_task(self.stream.run(self.stop))
+        await asyncio.wait_for(self.stream.subscribed.wait(), 5)
+        return self
+
+    async def close(self):
+        self.stop.set()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    def order(self, side: str, price: float, qty: float, epoch: int = 3) -> ManagedOrder:
+        ticks, steps = self.instrument.price_ticks(price, side), self.instrument.qty_steps(qty)
+        return ManagedOrder(self.ids.next(epoch), side, ticks, steps, ticks * self.instrument.tick_size,
+                            steps * self.instrument.step_size, epoch, 0, time.monotonic())
+
+
+@pytest.fixture
+async def harness(quiet_sim, tmp_path):
+    async with aiohttp.ClientSession() as session:
+        h = await Harness(quiet_sim, session, tmp_path).start()
+        try:
+            yield h
+        finally:
+            await h.close()
+
+
+async def test_order_lifecycle_with_partial_fills(harness, quiet_sim):
+    taker = RestClient(harness.rest._session, quiet_sim.base_url, *quiet_sim.accounts[1])
+    order = harness.order("SELL", 60000.0, 0.003)
+    await harness.gate.send(order)
+    assert order.status is Status.NEW and order.order_id is not None
+    assert order.client_id.startswith("e3.sg-1.")
+
+    await taker.ok("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                             "timeInForce": "IOC", "quantity": "0.001", "price": "60000"}, signed=True)
+    await _until(lambda: order.status is Status.PARTIALLY_FILLED, what="partial fill")
+    assert math.isclose(order.filled, 0.001) and len(harness.fills) == 1
+    assert (harness.fills[0].price, harness.fills[0].is_maker) == (60000.0, True)
+
+    await taker.ok("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                             "quantity": "0.0015"}, signed=True)
+    await _until(lambda: math.isclose(order.filled, 0.0025), what="second fill")
+    assert order.status is Status.PARTIALLY_FILLED
+
+    harness.oms.on_cancel_sent(order.client_id, time.monotonic())
+    reply = await harness.rest.cancel_order("BTCUSDT", order.client_id)
+    harness.oms.on_cancelled(order.client_id, reply.executedQty, time.monotonic())
+    assert order.status is Status.CANCELED and harness.oms.get(order.client_id) is None
+    with pytest.raises(ve.UnknownOrder):  # a repeated cancel is harmless, and says so
+        await harness.rest.cancel_order("BTCUSDT", order.client_id)
+
+
+async def test_venue_rejections_reach_the_oms(harness, quiet_sim):
+    other = RestClient(harness.rest._session, quiet_sim.base_url, *quiet_sim.accounts[1])
+    await other.ok("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT",
+                                             "timeInForce": "GTC", "quantity": "0.001", "price": "60010"}, signed=True)
+    crossing = harness.order("BUY", 60010.0, 0.001)
+    with pytest.raises(ve.OrderRejected) as exc:
+        await harness.gate.send(crossing)  # LIMIT_MAKER: a quote must never take
+    assert exc.value.code == -2010 and crossing.status is Status.REJECTED
+
+    too_small = harness.order("BUY", 59950.0, 0.00001)  # 0.60 USDT: under the NOTIONAL filter
+    with pytest.raises(ve.FilterFailure):
+        await harness.gate.send(too_small)
+    assert too_small.status is Status.REJECTED
+    assert harness.oms.outcomes == {"REJECTED": 2}
+
+
+async def test_the_gate_refuses_without_a_valid_lease(harness, quiet_sim):
+    now = time.monotonic()
+    harness.lease = Lease(3, now - 0.001)  # the safe deadline has just passed
+    expired = harness.order("BUY", 59950.0, 0.001)
+    with pytest.raises(NotPermitted, match="lease-expired"):
+        await harness.gate.send(expired)
+
+    harness.lease = Lease.solo(4)
+    stale = harness.order("BUY", 59950.0, 0.001, epoch=3)
+    with pytest.raises(NotPermitted, match="stale-epoch"):
+        await harness.gate.send(stale)
+
+    harness.lease = None
+    with pytest.raises(NotPermitted, match="no-lease"):
+        await harness.gate.send(harness.order("BUY", 59950.0, 0.001))
+
+    harness.lease = Lease.solo(3)
+    harness.view = dataclasses.replace(harness.view, panic=True)
+    with pytest.raises(NotPermitted, match="panic-stop"):
+        await harness.gate.send(harness.order("BUY", 59950.0, 0.001))
+
+    assert harness.gate.refusals == {"lease-expired": 1, "stale-epoch": 1, "no-lease": 1, "panic-stop": 1}
+    assert harness.gate.sent == 0 and not harness.oms.live
+    assert quiet_sim.audit_records() == []  # nothing reached the venue
+
+
+def test_only_the_gate_sends_orders():
+    """Every order-creating request passes one gate: no other module may call
+    the unguarded send, and no module but rest.py may name the order endpoint
+    with POST."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "understudy"
+    callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if "_post_order_unguarded(" in p.read_text() and p.name != "rest.py")
+    assert callers == ["node/order_gate.py"]
+    posting = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if '"POST", "/api/v3/order"' in p.read_text())
+    assert posting == ["node/rest.py"]
