@@ -4,4 +4,4 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$repo_root/scripts/bootstrap.sh"
 cd "$repo_root"
-exec .venv/bin/understudy sim "$@"
+exec .venv/bin/understudy demo "$@"

@@ -145,12 +145,28 @@ def _run_node(args) -> int:
     return asyncio.run(serve(config, secrets))
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the local demo: simulated exchange plus a node, with a live view")
+    p.add_argument("--duration", type=_positive(float), default=60.0, help="seconds of trading to watch")
+    p.add_argument("--run-dir", default="run/demo", help="where logs, the audit log and node state go")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from pathlib import Path
+
+    from .demo import run
+
+    return run(args.duration, Path(args.run_dir).resolve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sim(sub)
     _add_node(sub)
     _add_config(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -353,8 +353,8 @@ class NodeEngine:
                         "base": self.account.total(self.instrument.base) if self.account else None,
                         "quote": self.account.total(self.instrument.quote) if self.account else None,
                         "daily_pnl": self.daily_pnl()},
-            "orders": [{"client_id": o.client_id, "side": o.side, "price": o.price, "qty": o.qty,
-                        "filled": o.filled, "status": o.status.value} for o in self.oms.live.values()],
+            "orders": [{"client_id": o.client_id, "side": o.side, "price": round(o.price, 8), "qty": round(o.qty, 8),
+                        "filled": round(o.filled, 8), "status": o.status.value} for o in self.oms.live.values()],
             "fills": {"count": self.fills, "bought": self.filled_qty["BUY"], "sold": self.filled_qty["SELL"]},
             "gate": {"sent": self.gate.sent if self.gate else 0, "refusals": dict(self.gate.refusals) if self.gate else {}},
         }
