@@ -195,3 +195,40 @@ def test_only_the_gate_sends_orders():
     posting = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                      if '"POST", "/api/v3/order"' in p.read_text())
     assert posting == ["node/rest.py"]
+
+
+# (limit, risk view change, order side, price, qty): each breaks exactly one limit of node_settings():
+# max_position 0.01, max_order_notional 500, max_open_orders 6, price_band_bps 50, max_book_age_s 2,
+# daily_loss_limit 500.
+RISK_CASES = [
+    ("stale-book", {"book_age_s": 2.5}, "BUY", 59950.0, 0.001),
+    ("stale-book", {"mid": None}, "BUY", 59950.0, 0.001),
+    ("daily-loss-limit", {"daily_pnl": -500.0}, "BUY", 59950.0, 0.001),
+    ("max-order-notional", {}, "BUY", 59950.0, 0.0084),
+    ("max-open-orders", {"open_orders": 6}, "BUY", 59950.0, 0.001),
+    ("price-band", {}, "BUY", 59690.0, 0.001),
+    ("price-band", {}, "SELL", 60310.0, 0.001),
+    ("max-position", {"position": 0.009, "open_buy_qty": 0.0005}, "BUY", 59950.0, 0.001),
+    ("max-position", {"position": -0.0095}, "SELL", 60050.0, 0.001),
+]
+
+
+@pytest.mark.parametrize("limit, change, side, price, qty", RISK_CASES)
+async def test_every_risk_limit_refuses_at_the_gate(harness, quiet_sim, limit, change, side, price, qty):
+    harness.view = dataclasses.replace(harness.view, **change)
+    refused = harness.order(side, price, qty)
+    with pytest.raises(NotPermitted) as exc:
+        await harness.gate.send(refused)
+    assert exc.value.reason == limit
+    assert quiet_sim.audit_records() == []
+    assert harness.oms.get(refused.client_id) is None
+
+    # The same order just inside the limit goes through to the venue.
+    harness.view = RiskView(mid=60000.0, book_age_s=0.1, position=0.0, open_orders=0, open_buy_qty=0.0,
+                            open_sell_qty=0.0, daily_pnl=0.0, panic=False)
+    inside_price = {"price-band": 60000.0 * (1 - 0.0049) if side == "BUY" else 60000.0 * (1 + 0.0049)}.get(limit, price)
+    inside_qty = 0.008 if limit == "max-order-notional" else qty
+    accepted = harness.order(side, inside_price, inside_qty)
+    await harness.gate.send(accepted)
+    assert accepted.status is Status.NEW
+    assert [r["client_order_id"] for r in quiet_sim.audit_records()] == [accepted.client_id]
