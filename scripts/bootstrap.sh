@@ -11,6 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing_debs=()
 command -v python3 >/dev/null || missing_debs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_debs+=(python3-venv)
+# The trading-lock tests start their own redis-server processes.
+command -v redis-server >/dev/null || missing_debs+=(redis-server)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing_debs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,218 @@
+"""One contract for every trading-lock backend: a real redis-server, the
+Consul HTTP API test double, and a real Consul agent when CONSUL_HTTP_ADDR
+is set."""
+import asyncio
+import os
+import time
+import uuid
+
+import pytest
+
+from understudy.coordinator.backend import BackendUnavailable, HistoryEntry, Pause
+from understudy.coordinator.consul_backend import ConsulBackend, ConsulSettings
+from understudy.coordinator.redis_backend import RedisBackend, RedisSettings
+from understudy.coordinator.trading_lock import TradingLock
+from tests.consul_double import ConsulDouble
+from tests.redisproc import RedisProcess
+
+TTL = 0.5
+BACKENDS = ["redis", "consul-double"] + (["consul-real"] if os.environ.get("CONSUL_HTTP_ADDR") else [])
+
+
+class Cluster:
+    """A backend under test and a way to make clients of it, one per node."""
+
+    def __init__(self, kind: str, tmp_path):
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.prefix = f"test-{uuid.uuid4().hex[:8]}"
+        self.clients = []
+        self.locks: list[TradingLock] = []
+        self.redis: RedisProcess | None = None
+        self.double: ConsulDouble | None = None
+
+    async def start(self) -> "Cluster":
+        if self.kind == "redis":
+            self.redis = RedisProcess(self.tmp_path).start()
+        elif self.kind == "consul-double":
+            self.double = ConsulDouble()
+            self.url = await self.double.start()
+        else:
+            self.url = os.environ["CONSUL_HTTP_ADDR"]
+            if not self.url.startswith("http"):
+                self.url = "http://" + self.url
+        return self
+
+    def client(self):
+        if self.kind == "redis":
+            backend = RedisBackend(RedisSettings(port=self.redis.port, key_prefix=self.prefix))
+        else:
+            backend = ConsulBackend(ConsulSettings(url=self.url, key_prefix=self.prefix,
+                                                   token=os.environ.get("CONSUL_HTTP_TOKEN")))
+        self.clients.append(backend)
+        return backend
+
+    def lock(self, node: str, **kw) -> TradingLock:
+        lock = TradingLock(self.client(), node, kw.pop("ttl_s", TTL), **kw)
+        self.locks.append(lock)
+        return lock
+
+    def stall(self):
+        """Makes the backend stop answering (a real stall, not a refusal)."""
+        if self.redis:
+            self.redis.freeze()
+        elif self.double:
+            self.double.stalled = True
+        else:
+            pytest.skip("cannot stall a real Consul agent from a test")
+
+    def unstall(self):
+        if self.redis:
+            self.redis.thaw()
+        elif self.double:
+            self.double.stalled = False
+
+    async def stop(self):
+        self.unstall()
+        for lock in self.locks:
+            await lock.close()
+        for client in self.clients:
+            await client.close()
+        if self.redis:
+            self.redis.kill()
+        if self.double:
+            await self.double.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+async def cluster(request, tmp_path):
+    c = await Cluster(request.param, tmp_path).start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+def deadline(seconds: float = 2.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def test_one_holder_at_a_time_and_epochs_increase(cluster):
+    a, b = cluster.lock("sg-1"), cluster.lock("sg-2")
+    lease_a = await a.acquire(timeout_s=3)
+    assert lease_a is not None and a.may_trade()
+    assert await b.try_acquire() is None
+    state = await cluster.client().inspect(deadline())
+    assert (state.holder, state.epoch) == ("sg-1", lease_a.epoch)
+    assert state.last_epoch == lease_a.epoch
+
+    assert await a.release()
+    assert not a.may_trade()
+    lease_b = await b.acquire(timeout_s=2)
+    assert lease_b is not None and lease_b.epoch > lease_a.epoch
+    # The old holder can neither renew nor release the new holder's lock.
+    assert not await a.backend.renew("sg-1", lease_a.epoch, TTL, deadline())
+    assert not await a.backend.release("sg-1", lease_a.epoch, deadline())
+    assert (await a.backend.inspect(deadline())).holder == "sg-2"
+    await a.close()
+    await b.release()
+
+
+async def test_renewal_keeps_the_lease_alive(cluster):
+    a, b = cluster.lock("sg-1"), cluster.lock("sg-2")
+    lease = await a.acquire(timeout_s=3)
+    await asyncio.sleep(TTL * 3)
+    assert a.may_trade() and a.lease.epoch == lease.epoch and a.renewals >= 4
+    assert await b.try_acquire() is None
+    await a.release()
+
+
+async def test_handover_marker_admits_only_the_target(cluster):
+    a, b, c = cluster.lock("sg-1"), cluster.lock("sg-2"), cluster.lock("sg-3")
+    first = await a.acquire(timeout_s=3)
+    assert await a.release(target="sg-2", marker_ttl_s=1.0)
+    assert (await a.backend.inspect(deadline())).handover_to == "sg-2"
+    assert await c.try_acquire() is None
+    second = await b.try_acquire()
+    assert second is not None and second.epoch > first.epoch
+    await b.release(target="sg-3", marker_ttl_s=0.3)
+    assert await a.try_acquire() is None
+    await asyncio.sleep(0.4)  # the marker lapses: anyone may take the lock
+    assert await a.try_acquire() is not None
+    await a.release()
+
+
+async def test_silent_holder_is_replaced_within_ttl_plus_100ms(cluster):
+    holder, waiter = cluster.lock("sg-1"), cluster.lock("sg-2")
+    await holder.acquire(timeout_s=3)
+    await asyncio.sleep(TTL / 2)
+    # The holder freezes right after a renewal: its lease ends, nobody releases.
+    last_renewal_sent = time.monotonic()
+    assert await holder.backend.renew("sg-1", holder.lease.epoch, TTL, deadline())
+    await holder._stop_renewing()
+    lease = await waiter.acquire(timeout_s=3)
+    replaced_after = time.monotonic() - last_renewal_sent
+    assert lease is not None
+    assert replaced_after <= TTL + 0.1, f"replaced after {replaced_after * 1000:.0f} ms"
+    assert not holder.may_trade(), "the frozen holder's lease ended before the new one began"
+    await waiter.release()
+
+
+async def test_unreachable_backend_loses_the_lease_by_its_safe_deadline(cluster):
+    lost_at = []
+    holder = cluster.lock("sg-1", on_lost=lambda reason: lost_at.append((time.monotonic(), reason)))
+    await holder.acquire(timeout_s=3)
+    await asyncio.sleep(0.05)
+    cluster.stall()
+    try:
+        safe_deadline = holder.lease.safe_deadline
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await holder.backend.inspect(started + 0.1)
+        assert time.monotonic() - started < 0.15, "a backend call blocked past its deadline"
+        while not lost_at and time.monotonic() < safe_deadline + 1:
+            assert holder.may_trade() == (time.monotonic() < safe_deadline)
+            await asyncio.sleep(0.002)
+        assert lost_at, "the lease was never reported lost"
+        assert lost_at[0][0] <= safe_deadline + 0.02
+        assert not holder.may_trade(safe_deadline)
+    finally:
+        cluster.unstall()
+    await holder.close()
+
+
+async def test_pause_flag_and_history(cluster):
+    backend = cluster.client()
+    assert (await backend.get_pause(deadline())).paused is False
+    await backend.set_pause(Pause(True, "ops", "maintenance", 1700000000.0), deadline())
+    assert await backend.get_pause(deadline()) == Pause(True, "ops", "maintenance", 1700000000.0)
+    await backend.set_pause(Pause(False, "ops", "done", 1700000100.0), deadline())
+    assert (await backend.get_pause(deadline())).paused is False
+
+    for epoch in range(1, 6):
+        await backend.append_history(HistoryEntry(epoch, f"n{epoch - 1}", f"n{epoch}", "failover", 1.0 * epoch,
+                                                  {"detect_s": 1.0}), keep=3, deadline=deadline())
+    history = await backend.read_history(10, deadline())
+    assert [h.epoch for h in history] == [5, 4, 3]
+    assert history[0] == HistoryEntry(5, "n4", "n5", "failover", 5.0, {"detect_s": 1.0})
+
+
+async def test_redis_restart_without_persistence_still_increases_the_epoch(tmp_path):
+    cluster = await Cluster("redis", tmp_path).start()
+    try:
+        lock = cluster.lock("sg-1")
+        before = await lock.acquire(timeout_s=3)
+        cluster.redis.restart()  # every key is gone, the live lock with them
+        renewal_lost = time.monotonic()
+        while lock.lease is not None and time.monotonic() - renewal_lost < 2:
+            await asyncio.sleep(0.01)
+        assert lock.lease is None and "someone else" in lock.lost_reason
+
+        other = cluster.lock("sg-2")
+        started = time.monotonic()
+        after = await other.acquire(timeout_s=5)
+        assert after is not None and after.epoch > before.epoch
+        # The empty Redis held the lock back for one TTL: the old lease had surely ended.
+        assert time.monotonic() - started >= TTL - 0.05
+    finally:
+        await cluster.stop()

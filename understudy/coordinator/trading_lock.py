@@ -1,0 +1,145 @@
+"""Holding the trading lock: acquire, keep renewing, and notice the moment
+the lease is gone.
+
+The lease (`lease.py`) is the only thing the order gate trusts, and it
+expires by itself at its safe deadline: if this loop is starved, wedged or
+cut off from the backend, the gate still refuses from the deadline on.
+Renewal calls are bounded by that same deadline, so none blocks past it.
+"""
+import asyncio
+import time
+from typing import Callable
+
+from .. import logs
+from .backend import BackendUnavailable, LockBackend
+from .lease import Lease
+
+log = logs.get("lock")
+
+
+class TradingLock:
+    def __init__(self, backend: LockBackend, node: str, ttl_s: float, drift: float = 0.01, margin_s: float = 0.05,
+                 renew_every_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_lost: Callable[[str], None] | None = None):
+        if ttl_s * (1 - drift) - margin_s <= 0:
+            raise ValueError("lock ttl too short for its drift and margin: a lease would be born expired")
+        self.backend = backend
+        self.node = node
+        self.ttl_s = ttl_s
+        self.drift = drift
+        self.margin_s = margin_s
+        self.renew_every_s = renew_every_s if renew_every_s is not None else ttl_s / 4
+        self.clock = clock
+        self.on_lost = on_lost
+        self.lease: Lease | None = None
+        self.epoch_floor = 0  # the highest epoch this node has seen; never accept one below it
+        self.lost_reason: str | None = None
+        self.renewals = 0
+        self.renew_failures = 0
+        self.renew_latency_s: list[float] = []
+        self._renewer: asyncio.Task | None = None
+
+    def may_trade(self, now: float | None = None) -> bool:
+        return self.lease is not None and self.lease.may_trade(self.clock() if now is None else now)
+
+    def observe_epoch(self, epoch: int) -> None:
+        self.epoch_floor = max(self.epoch_floor, epoch)
+
+    def _grant(self, epoch: int, sent_at: float) -> Lease:
+        return Lease.granted(epoch, sent_at, self.ttl_s, self.drift, self.margin_s)
+
+    async def try_acquire(self) -> Lease | None:
+        """One attempt, bounded by the life the lease would have."""
+        sent_at = self.clock()
+        epoch = await self.backend.try_acquire(self.node, self.ttl_s, self.epoch_floor,
+                                               self._grant(0, sent_at).safe_deadline)
+        if epoch is None:
+            return None
+        if epoch <= self.epoch_floor:
+            # A backend handing out an epoch we have seen is broken; trading on it would defeat fencing.
+            log.critical("lock backend returned a stale epoch; refusing it", epoch=epoch, floor=self.epoch_floor)
+            await self._quiet_release(epoch)
+            return None
+        self.observe_epoch(epoch)
+        self.lease = self._grant(epoch, sent_at)
+        self.lost_reason = None
+        log.info("trading lock acquired", epoch=epoch, lease_s=round(self.lease.time_left(self.clock()), 3))
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(self.lease.epoch))
+        return self.lease
+
+    async def acquire(self, timeout_s: float) -> Lease | None:
+        """Tries until acquired or `timeout_s` passes, waking as soon as the lock frees."""
+        until = self.clock() + timeout_s
+        while self.clock() < until:
+            try:
+                lease = await self.try_acquire()
+                if lease is not None:
+                    return lease
+                await self.backend.wait_until_free(min(1.0, until - self.clock()), until)
+            except BackendUnavailable as exc:
+                log.warning("lock backend unavailable while acquiring", error=str(exc))
+                await asyncio.sleep(min(0.05, max(0.0, until - self.clock())))
+        return None
+
+    async def _renew_loop(self, epoch: int) -> None:
+        next_at = self.clock() + self.renew_every_s
+        while self.lease is not None and self.lease.epoch == epoch:
+            await asyncio.sleep(max(0.0, min(next_at, self.lease.safe_deadline) - self.clock()))
+            if self.lease is None or self.lease.epoch != epoch:
+                return
+            sent_at = self.clock()
+            if not self.lease.may_trade(sent_at):
+                self._lose("safe deadline passed without a renewal")
+                return
+            try:
+                ok = await self.backend.renew(self.node, epoch, self.ttl_s, self.lease.safe_deadline)
+            except BackendUnavailable as exc:
+                self.renew_failures += 1
+                log.warning("lease renewal failed", error=str(exc),
+                            lease_left_s=round(self.lease.time_left(self.clock()), 3) if self.lease else 0)
+                next_at = self.clock() + min(0.05, self.renew_every_s)
+                continue
+            if self.lease is None or self.lease.epoch != epoch:
+                return
+            if not ok:
+                self._lose("renewal found the lock owned by someone else")
+                return
+            self.renewals += 1
+            self.renew_latency_s.append(self.clock() - sent_at)
+            del self.renew_latency_s[:-1000]
+            self.lease = self._grant(epoch, sent_at)
+            next_at = sent_at + self.renew_every_s
+
+    def _lose(self, reason: str) -> None:
+        lease, self.lease = self.lease, None
+        self.lost_reason = reason
+        log.warning("trading lock lost", reason=reason, epoch=lease.epoch if lease else None)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    async def _stop_renewing(self) -> None:
+        task, self._renewer = self._renewer, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _quiet_release(self, epoch: int) -> None:
+        try:
+            await self.backend.release(self.node, epoch, self.clock() + self.ttl_s)
+        except BackendUnavailable:
+            pass
+
+    async def release(self, target: str | None = None, marker_ttl_s: float = 5.0) -> bool:
+        """Gives the lock up (to `target` only, when named). The lease ends first:
+        this node stops trading before anyone else can start."""
+        lease, self.lease = self.lease, None
+        await self._stop_renewing()
+        if lease is None:
+            return False
+        deadline = self.clock() + self.ttl_s
+        if target is None:
+            return await self.backend.release(self.node, lease.epoch, deadline)
+        return await self.backend.release_to(self.node, lease.epoch, target, marker_ttl_s, deadline)
+
+    async def close(self) -> None:
+        await self._stop_renewing()
