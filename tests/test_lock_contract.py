@@ -216,3 +216,33 @@ async def test_redis_restart_without_persistence_still_increases_the_epoch(tmp_p
         assert time.monotonic() - started >= TTL - 0.05
     finally:
         await cluster.stop()
+
+
+async def test_redis_acl_user_from_config(tmp_path, monkeypatch):
+    import msgspec
+
+    from understudy.config import LockSection, Secrets
+    from understudy.coordinator.factory import make_trading_lock
+
+    redis = RedisProcess(tmp_path, extra_args=("--user", "understudy", "on", ">s3cret", "~ha:*", "+@all")).start()
+    try:
+        section = msgspec.convert({"backend": "redis", "ttl_s": TTL, "redis": {
+            "port": redis.port, "username": "understudy", "key_prefix": "ha"}}, LockSection)
+        good = make_trading_lock(section, Secrets("k", "s", "t", lock_password="s3cret"), "sg-1")
+        assert await good.acquire(timeout_s=3) is not None
+        await good.release()
+        await good.backend.close()
+
+        wrong = make_trading_lock(section, Secrets("k", "s", "t", lock_password="nope"), "sg-2")
+        with pytest.raises(BackendUnavailable):
+            await wrong.try_acquire()
+        await wrong.backend.close()
+
+        outside = msgspec.convert({"backend": "redis", "ttl_s": TTL, "redis": {
+            "port": redis.port, "username": "understudy", "key_prefix": "other"}}, LockSection)
+        denied = make_trading_lock(outside, Secrets("k", "s", "t", lock_password="s3cret"), "sg-2")
+        with pytest.raises(BackendUnavailable):  # NOPERM: the ACL confines the user to its keys
+            await denied.try_acquire()
+        await denied.backend.close()
+    finally:
+        redis.kill()

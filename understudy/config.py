@@ -88,6 +88,32 @@ class RiskSection(_Section, kw_only=True):
     daily_loss_limit: Positive
 
 
+class RedisLockSection(_Section, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 6379
+    username: str | None = None  # a Redis ACL user
+    password: SecretRef | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    key_prefix: str = "understudy"
+
+
+class ConsulLockSection(_Section, kw_only=True):
+    url: str = "http://127.0.0.1:8500"
+    token: SecretRef | None = None  # an ACL token
+    key_prefix: str = "understudy"
+
+
+class LockSection(_Section, kw_only=True):
+    backend: Literal["redis", "consul"] = "redis"
+    ttl_s: Annotated[float, msgspec.Meta(ge=0.2, le=30)] = 1.5
+    drift: Annotated[float, msgspec.Meta(ge=0, le=0.1)] = 0.01
+    margin_s: NonNegative = 0.05
+    renew_every_s: Positive | None = None  # default ttl_s / 4
+    redis: RedisLockSection = msgspec.field(default_factory=RedisLockSection)
+    consul: ConsulLockSection = msgspec.field(default_factory=ConsulLockSection)
+
+
 class AdminSection(_Section, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 9100
@@ -101,6 +127,7 @@ class NodeConfig(_Section, kw_only=True):
     strategy: StrategySection
     risk: RiskSection
     admin: AdminSection
+    lock: LockSection | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,7 @@ class Secrets:
     api_key: str
     api_secret: str
     admin_token: str
+    lock_password: str | None = None  # Redis password or Consul token
 
     def __repr__(self) -> str:  # never let a secret reach a log line
         return "Secrets(<redacted>)"
@@ -133,15 +161,23 @@ def load(path: str | Path) -> NodeConfig:
 def load_secrets(config: NodeConfig, environ: typing.Mapping[str, str] = os.environ) -> Secrets:
     problems: list[str] = []
     values = {}
-    for key, ref in (("venue.api_key", config.venue.api_key), ("venue.api_secret", config.venue.api_secret),
-                     ("admin.token", config.admin.token)):
+    refs = [("venue.api_key", config.venue.api_key), ("venue.api_secret", config.venue.api_secret),
+            ("admin.token", config.admin.token)]
+    lock_key = None
+    if config.lock is not None:
+        lock_key = "lock.redis.password" if config.lock.backend == "redis" else "lock.consul.token"
+        ref = config.lock.redis.password if config.lock.backend == "redis" else config.lock.consul.token
+        if ref is not None:
+            refs.append((lock_key, ref))
+    for key, ref in refs:
         try:
             values[key] = _read_secret(ref, environ)
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
     if problems:
         raise ConfigError(problems)
-    return Secrets(values["venue.api_key"], values["venue.api_secret"], values["admin.token"])
+    return Secrets(values["venue.api_key"], values["venue.api_secret"], values["admin.token"],
+                   values.get(lock_key) if lock_key else None)
 
 
 def _read_secret(ref: SecretRef, environ) -> str:
@@ -173,6 +209,16 @@ def _cross_checks(c: NodeConfig) -> list[str]:
     if c.strategy.order_qty > c.risk.max_position:
         problems.append(f"strategy.order_qty: {c.strategy.order_qty} exceeds risk.max_position "
                         f"{c.risk.max_position}")
+    if c.lock is not None:
+        lease = c.lock.ttl_s * (1 - c.lock.drift) - c.lock.margin_s
+        if lease <= 0:
+            problems.append(f"lock.margin_s: {c.lock.margin_s} leaves no lease out of a {c.lock.ttl_s} s ttl")
+        renew = c.lock.renew_every_s if c.lock.renew_every_s is not None else c.lock.ttl_s / 4
+        if renew >= lease / 2:
+            problems.append(f"lock.renew_every_s: {renew} s leaves no room for a retry within the {lease:.3f} s "
+                            "lease; renew at most every ttl/3")
+        if c.lock.redis.ca_file and not c.lock.redis.tls:
+            problems.append("lock.redis.ca_file: set, but lock.redis.tls is false")
     for key in ("rest_url", "stream_url", "ws_api_url"):
         url = getattr(c.venue, key)
         scheme = ("http", "https") if key == "rest_url" else ("ws", "wss")
