@@ -174,3 +174,21 @@ def test_config_check_accepts_the_shipped_example_and_names_missing_secrets(tmp_
     result = _run_cli("config", "check", "examples/solo.toml", env=env)
     assert result.returncode == 0, result.stderr
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("lock, message", [
+    ({"backend": "etcd"}, "lock.backend: expected one of 'redis', 'consul', got 'etcd'"),
+    ({"ttl_s": 0.1}, "lock.ttl_s: expected a number >= 0.2, got 0.1"),
+    ({"ttl_s": 1.0, "margin_s": 1.0}, "lock.margin_s: 1.0 leaves no lease out of a 1.0 s ttl"),
+    ({"ttl_s": 1.0, "renew_every_s": 0.6}, "lock.renew_every_s: 0.6 s leaves no room for a retry"),
+    ({"redis": {"password": {"env": "NO_SUCH_PASSWORD_VAR"}}},
+     "lock.redis.password: environment variable NO_SUCH_PASSWORD_VAR is not set or empty"),
+    ({"redis": {"ca_file": "/etc/ca.pem"}}, "lock.redis.ca_file: set, but lock.redis.tls is false"),
+])
+def test_invalid_lock_config_is_refused(quiet_sim, tmp_path, lock, message):
+    settings = node_settings(quiet_sim, tmp_path)
+    settings["lock"] = lock
+    path = tmp_path / "bad.toml"
+    path.write_text(to_toml(settings))
+    result = _run_cli("config", "check", str(path), env=node_env(quiet_sim))
+    assert result.returncode == 2 and message in result.stderr, result.stderr

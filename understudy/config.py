@@ -7,6 +7,7 @@ never inline: the config names a file or an environment variable.
 import os
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +152,11 @@ def load(path: str | Path) -> NodeConfig:
     try:
         config = msgspec.convert(raw, NodeConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError([_explain(str(exc), raw)]) from None
+        try:
+            explained = _explain(str(exc), raw)
+        except Exception:  # noqa: BLE001 - never let the explanation hide the problem
+            explained = str(exc)
+        raise ConfigError([explained]) from None
     problems = _cross_checks(config)
     if problems:
         raise ConfigError(problems)
@@ -275,8 +280,20 @@ def _lookup(raw, path: str):
 
 
 def _allowed_values(path: str) -> tuple:
-    struct: typing.Any = NodeConfig
+    hint: typing.Any = NodeConfig
     for part in path.split("."):
-        hints = typing.get_type_hints(struct, include_extras=True)
-        struct = hints.get(part)
-    return typing.get_args(struct)
+        hint = typing.get_type_hints(_unwrap(hint), include_extras=True).get(part)
+    return typing.get_args(_unwrap(hint))
+
+
+def _unwrap(hint):
+    """`X | None` and `Annotated[X, ...]` down to X."""
+    while True:
+        if typing.get_origin(hint) is Annotated:
+            hint = typing.get_args(hint)[0]
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+            hint = args[0]
+            continue
+        return hint
