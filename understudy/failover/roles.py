@@ -1,0 +1,295 @@
+"""The role state machine: a pure function of (state, event) to (new state,
+actions), in the manner of etcd's raft. No I/O, no clock of its own: every
+event carries `now` (monotonic seconds). Every transition carries a reason a
+person can read; the tests assert on them.
+
+Roles:
+  starting  -> standby            on start: a node never trades before holding the lock
+  standby   -> candidate          the peer has been silent for `silence_s` (not while paused,
+                                  never with nofailover), or the peer hands the lock to us
+  candidate -> standby            the peer speaks again as primary, or the cluster is paused
+  candidate -> primary            lock acquired: protective cancel, reconcile, then quote
+  primary   -> halted             lock held but not healthy: orders cancelled, no quotes
+  halted    -> primary            healthy again
+  primary/halted -> fenced        lease lost: stop quoting at once, cancel own-epoch orders
+  primary   -> handing-over       switchover: stop quoting, cancel own orders, release to target
+  fenced/handing-over -> standby  own orders confirmed cancelled (non-preemptive rejoin)
+"""
+from dataclasses import dataclass, replace
+from enum import Enum
+
+
+class Role(Enum):
+    STARTING = "starting"
+    STANDBY = "standby"
+    CANDIDATE = "candidate"
+    PRIMARY = "primary"
+    HALTED = "halted"
+    FENCED = "fenced"
+    HANDING_OVER = "handing-over"
+
+
+class Phase(Enum):
+    """Where a primary is in its takeover."""
+
+    PROTECTIVE_CANCEL = "protective-cancel"
+    RECONCILE = "reconcile"
+    QUOTING = "quoting"
+
+
+# -- events ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Started:
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerHeard:
+    now: float
+    role: str
+    epoch: int | None
+    ready: bool
+    handover_to: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseAcquired:
+    now: float
+    epoch: int
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    now: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class HealthChanged:
+    now: float
+    healthy: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PauseChanged:
+    now: float
+    paused: bool
+
+
+@dataclass(frozen=True)
+class ProtectiveCancelDone:
+    now: float
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    now: float
+
+
+@dataclass(frozen=True)
+class OwnOrdersCancelled:
+    now: float
+
+
+@dataclass(frozen=True)
+class SwitchoverRequested:
+    now: float
+    target: str
+
+
+# -- actions ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartAcquiring:
+    pass
+
+
+@dataclass(frozen=True)
+class StopAcquiring:
+    pass
+
+
+@dataclass(frozen=True)
+class ProtectiveCancel:
+    """Cancel every open order on the traded symbols: only a fresh lease holder does this."""
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    pass
+
+
+@dataclass(frozen=True)
+class StartQuoting:
+    epoch: int
+
+
+@dataclass(frozen=True)
+class StopQuoting:
+    pass
+
+
+@dataclass(frozen=True)
+class CancelOwnOrders:
+    """By client id, this epoch's only: never a symbol-wide cancel."""
+
+    epoch: int | None
+
+
+@dataclass(frozen=True)
+class ReleaseLock:
+    target: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An operator's request that cannot be carried out now, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Logged, recorded in the history when the lock changes, and exported."""
+
+    previous: str
+    role: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: str
+    peer: str
+    silence_s: float = 1.0
+    nofailover: bool = False
+
+
+@dataclass(frozen=True)
+class State:
+    role: Role = Role.STARTING
+    reason: str = "not started"
+    since: float = 0.0
+    started_at: float | None = None
+    peer_heard_at: float | None = None
+    peer_role: str | None = None
+    peer_epoch: int | None = None
+    peer_ready: bool = False
+    epoch: int | None = None  # of the lease this node holds, while it holds one
+    phase: Phase | None = None
+    healthy: bool = False
+    paused: bool = False
+    switchover_to: str | None = None
+
+    def silent_for(self, now: float) -> float:
+        last = self.peer_heard_at if self.peer_heard_at is not None else self.started_at
+        return now - last if last is not None else 0.0
+
+
+def _move(state: State, role: Role, now: float, reason: str, actions: list, **changes) -> tuple[State, list]:
+    new = replace(state, role=role, since=now, reason=reason, **changes)
+    return new, [*actions, Transition(state.role.value, role.value, reason)]
+
+
+def step(settings: Settings, state: State, event) -> tuple[State, list]:
+    """The whole protocol. Returns the new state and the actions to carry out, in order."""
+    role = state.role
+    now = event.now
+
+    if isinstance(event, PeerHeard):
+        state = replace(state, peer_heard_at=now, peer_role=event.role, peer_epoch=event.epoch,
+                        peer_ready=event.ready)
+        if role is Role.CANDIDATE and event.role in (Role.PRIMARY.value, Role.HALTED.value):
+            return _move(state, Role.STANDBY, now, f"peer {settings.peer} speaks again as {event.role}",
+                         [StopAcquiring()])
+        if role is Role.STANDBY and event.handover_to == settings.node and not settings.nofailover:
+            return _move(state, Role.CANDIDATE, now, f"peer {settings.peer} hands the lock over to us",
+                         [StartAcquiring()])
+        return state, []
+
+    if isinstance(event, Started):
+        if role is not Role.STARTING:
+            return state, []
+        return _move(replace(state, started_at=now), Role.STANDBY, now,
+                     "started: joining as standby (never trade before holding the lock)", [])
+
+    if isinstance(event, PauseChanged):
+        state = replace(state, paused=event.paused)
+        if event.paused and role is Role.CANDIDATE:
+            return _move(state, Role.STANDBY, now, "cluster paused: no automatic failover", [StopAcquiring()])
+        return state, []
+
+    if isinstance(event, HealthChanged):
+        state = replace(state, healthy=event.healthy)
+        if role is Role.PRIMARY and state.phase is Phase.QUOTING and not event.healthy:
+            return _move(state, Role.HALTED, now, f"not healthy enough to trade: {event.detail}",
+                         [StopQuoting()])
+        if role is Role.HALTED and event.healthy and state.epoch is not None:
+            return _move(state, Role.PRIMARY, now, "healthy again: quoting", [StartQuoting(state.epoch)],
+                         phase=Phase.QUOTING)
+        return state, []
+
+    if isinstance(event, Tick):
+        silent = state.silent_for(now)
+        if role is Role.STANDBY and silent >= settings.silence_s and not state.paused and not settings.nofailover:
+            heard = "never heard" if state.peer_heard_at is None else f"silent for {silent:.3f} s"
+            return _move(state, Role.CANDIDATE, now, f"peer {settings.peer} {heard}: seizing the lock",
+                         [StartAcquiring()])
+        return state, []
+
+    if isinstance(event, LeaseAcquired):
+        if role is not Role.CANDIDATE:
+            # Acquired after giving up (the peer spoke again): hand it straight back.
+            return state, [ReleaseLock(None)]
+        return _move(state, Role.PRIMARY, now, f"lock acquired at epoch {event.epoch}: protective cancel",
+                     [StopAcquiring(), ProtectiveCancel()], epoch=event.epoch, phase=Phase.PROTECTIVE_CANCEL)
+
+    if isinstance(event, ProtectiveCancelDone):
+        if role is Role.PRIMARY and state.phase is Phase.PROTECTIVE_CANCEL:
+            return replace(state, phase=Phase.RECONCILE), [Reconcile()]
+        return state, []
+
+    if isinstance(event, Reconciled):
+        if role is Role.PRIMARY and state.phase is Phase.RECONCILE:
+            if state.healthy:
+                return _move(state, Role.PRIMARY, now, "reconciled and healthy: quoting",
+                             [StartQuoting(state.epoch)], phase=Phase.QUOTING)
+            return _move(state, Role.HALTED, now, "reconciled but not healthy: holding the lock without quoting",
+                         [], phase=Phase.QUOTING)
+        return state, []
+
+    if isinstance(event, LeaseLost):
+        if role in (Role.PRIMARY, Role.HALTED, Role.HANDING_OVER):
+            return _move(state, Role.FENCED, now, f"lease lost ({event.reason}): fenced",
+                         [StopQuoting(), CancelOwnOrders(state.epoch)], phase=None)
+        return state, []
+
+    if isinstance(event, SwitchoverRequested):
+        if role is not Role.PRIMARY or state.phase is not Phase.QUOTING:
+            return state, [Refused(f"switchover needs a quoting primary; this node is {role.value}")]
+        if event.target != settings.peer:
+            return state, [Refused(f"unknown target {event.target!r}; the peer is {settings.peer}")]
+        if state.silent_for(now) >= settings.silence_s:
+            return state, [Refused(f"{event.target} has been silent for {state.silent_for(now):.3f} s")]
+        if not state.peer_ready:
+            return state, [Refused(f"{event.target} is not ready (market data, account or risk)")]
+        return _move(state, Role.HANDING_OVER, now, f"switchover to {event.target}: cancelling own orders",
+                     [StopQuoting(), CancelOwnOrders(state.epoch)], switchover_to=event.target, phase=None)
+
+    if isinstance(event, OwnOrdersCancelled):
+        if role is Role.HANDING_OVER:
+            return _move(state, Role.STANDBY, now, f"orders cancelled: lock released to {state.switchover_to}",
+                         [ReleaseLock(state.switchover_to)], epoch=None, switchover_to=None,
+                         peer_heard_at=now)
+        if role is Role.FENCED:
+            # Non-preemptive: rejoin as standby; the silence clock starts afresh.
+            return _move(state, Role.STANDBY, now, "own orders cancelled: rejoining as standby", [],
+                         epoch=None, peer_heard_at=now)
+        return state, []
+
+    raise TypeError(f"unknown event {event!r}")
