@@ -93,7 +93,8 @@ async def test_solo_node_quotes_fills_within_limits_and_panics(busy_sim, tmp_pat
         assert {"node", "role", "epoch"} <= record.keys()
 
 
-async def test_restart_cancels_what_the_crashed_run_left_resting(live_sim, tmp_path):
+async def test_restart_cancels_what_the_crashed_run_left_resting(start_sim, tmp_path):
+    live_sim = start_sim("--seed", "5", "--flow-rate", "0.01")  # next to no flow: the quotes stay resting
     first = start_node(live_sim, tmp_path, "first")
     async with aiohttp.ClientSession() as session:
         try:

@@ -47,7 +47,7 @@ class SecretRef(_Section, kw_only=True):
 
 class NodeSection(_Section, kw_only=True):
     id: NodeId
-    mode: Literal["solo"] = "solo"
+    mode: Literal["solo", "cluster"] = "solo"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: str = "state"  # the day's PnL reference and the PanicStop latch survive restarts here
 
@@ -115,6 +115,20 @@ class LockSection(_Section, kw_only=True):
     consul: ConsulLockSection = msgspec.field(default_factory=ConsulLockSection)
 
 
+class ClusterSection(_Section, kw_only=True):
+    peer: NodeId
+    bind_host: str = "0.0.0.0"
+    bind_port: Port = 7400
+    peer_host: str
+    peer_port: Port = 7400
+    heartbeat_key: SecretRef
+    heartbeat_interval_s: Positive = 0.1
+    silence_s: Positive = 1.0
+    max_heartbeat_age_s: Positive = 2.0  # with chrony-synchronised clocks
+    nofailover: bool = False
+    peer_admin_url: str | None = None  # for `understudy status` and switchover checks
+
+
 class AdminSection(_Section, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 9100
@@ -129,6 +143,7 @@ class NodeConfig(_Section, kw_only=True):
     risk: RiskSection
     admin: AdminSection
     lock: LockSection | None = None
+    cluster: ClusterSection | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ class Secrets:
     api_secret: str
     admin_token: str
     lock_password: str | None = None  # Redis password or Consul token
+    heartbeat_key: bytes | None = None
 
     def __repr__(self) -> str:  # never let a secret reach a log line
         return "Secrets(<redacted>)"
@@ -174,6 +190,8 @@ def load_secrets(config: NodeConfig, environ: typing.Mapping[str, str] = os.envi
         ref = config.lock.redis.password if config.lock.backend == "redis" else config.lock.consul.token
         if ref is not None:
             refs.append((lock_key, ref))
+    if config.cluster is not None:
+        refs.append(("cluster.heartbeat_key", config.cluster.heartbeat_key))
     for key, ref in refs:
         try:
             values[key] = _read_secret(ref, environ)
@@ -181,8 +199,12 @@ def load_secrets(config: NodeConfig, environ: typing.Mapping[str, str] = os.envi
             problems.append(f"{key}: {exc}")
     if problems:
         raise ConfigError(problems)
+    heartbeat_key = values.get("cluster.heartbeat_key")
+    if heartbeat_key is not None and len(heartbeat_key) < 32:
+        raise ConfigError(["cluster.heartbeat_key: at least 32 characters, please (it signs every heartbeat)"])
     return Secrets(values["venue.api_key"], values["venue.api_secret"], values["admin.token"],
-                   values.get(lock_key) if lock_key else None)
+                   values.get(lock_key) if lock_key else None,
+                   heartbeat_key.encode() if heartbeat_key else None)
 
 
 def _read_secret(ref: SecretRef, environ) -> str:
@@ -214,6 +236,14 @@ def _cross_checks(c: NodeConfig) -> list[str]:
     if c.strategy.order_qty > c.risk.max_position:
         problems.append(f"strategy.order_qty: {c.strategy.order_qty} exceeds risk.max_position "
                         f"{c.risk.max_position}")
+    if c.node.mode == "cluster":
+        for section in ("cluster", "lock"):
+            if getattr(c, section) is None:
+                problems.append(f"{section}: required when node.mode is 'cluster'")
+        if c.cluster is not None:
+            problems += _timing_problems(c)
+            if c.cluster.peer == c.node.id:
+                problems.append(f"cluster.peer: {c.cluster.peer!r} is this node's own id")
     if c.lock is not None:
         lease = c.lock.ttl_s * (1 - c.lock.drift) - c.lock.margin_s
         if lease <= 0:
@@ -229,6 +259,31 @@ def _cross_checks(c: NodeConfig) -> list[str]:
         scheme = ("http", "https") if key == "rest_url" else ("ws", "wss")
         if not re.match(rf"^({'|'.join(scheme)})://[^/\s]+", url):
             problems.append(f"venue.{key}: expected a {'/'.join(scheme)} URL, got {url!r}")
+    return problems
+
+
+TAKEOVER_BUDGET_S = 3.0
+TAKEOVER_STEPS_S = 0.3  # protective cancel, reconcile and the first quote, with room to spare
+
+
+def takeover_estimate_s(c: NodeConfig) -> float:
+    """Silence detection and the old lease's expiry run side by side."""
+    return max(c.cluster.silence_s, c.lock.ttl_s if c.lock else 0.0) + TAKEOVER_STEPS_S
+
+
+def _timing_problems(c: NodeConfig) -> list[str]:
+    problems = []
+    k = c.cluster
+    if k.silence_s < 3 * k.heartbeat_interval_s:
+        problems.append(f"cluster.silence_s: {k.silence_s} s is under three heartbeat intervals "
+                        f"({3 * k.heartbeat_interval_s:.3f} s): one late datagram would cause a failover")
+    if k.max_heartbeat_age_s < k.silence_s:
+        problems.append(f"cluster.max_heartbeat_age_s: {k.max_heartbeat_age_s} s is under the silence threshold")
+    if c.lock is not None:
+        estimate = takeover_estimate_s(c)
+        if estimate > TAKEOVER_BUDGET_S:
+            problems.append(f"cluster.silence_s / lock.ttl_s: takeover would take about {estimate:.2f} s, "
+                            f"over the {TAKEOVER_BUDGET_S:.0f} s budget")
     return problems
 
 

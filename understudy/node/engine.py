@@ -18,6 +18,7 @@ from . import risk, strategy
 from . import venue_errors as ve
 from .account import AccountState, DayReference
 from .book import LocalBook
+from . import client_ids as client_ids_mod
 from .client_ids import ClientIdFactory
 from .instrument import Instrument
 from .marketdata import MarketData
@@ -43,8 +44,12 @@ class NodeEngine:
         self.oms = Oms(self.node_id)
         self.ids = ClientIdFactory(self.node_id, time.time_ns() // 1_000_000)
         self.store = StateStore(config.node.state_dir, self.node_id)
-        self.lease: Lease | None = Lease.solo(0) if config.node.mode == "solo" else None
+        self.solo = config.node.mode == "solo"
+        self._solo_lease = Lease.solo(0) if self.solo else None
+        self.trading_lock = None  # cluster mode: the TradingLock the failover controller drives
+        self.trading_enabled = self.solo  # cluster mode: only while the controller says primary
         self.role = "starting"
+        self.orphans_cancelled = 0
         self.quoting = False
         self.halt_reasons: list[str] = ["starting"]
         self.panic_reason: str | None = None
@@ -79,7 +84,22 @@ class NodeEngine:
             return 0.0
         return self.account.pnl(self.day, mid if mid is not None else self.book.mid())
 
+    @property
+    def lease(self) -> Lease | None:
+        if self.solo:
+            return self._solo_lease
+        return self.trading_lock.lease if self.trading_lock is not None else None
+
+    def set_trading(self, enabled: bool) -> None:
+        """The failover controller's switch. Off takes effect at once: the
+        quote loop and the gate both see it before the next order."""
+        self.trading_enabled = enabled
+        self._evaluate_quoting()
+        self._requote.set()
+
     def _set_role(self, role: str) -> None:
+        if not self.solo:
+            return  # in a cluster the failover controller owns the role
         if role != self.role:
             log.info("role changed", previous=self.role, new=role)
         self.role = role
@@ -108,7 +128,10 @@ class NodeEngine:
 
         await self.sync_account()
         leftovers, foreign = self.oms.reconcile(await self.rest.open_orders(cfg.market.symbol), self.clock(), 0.0)
-        if leftovers:
+        if leftovers and not self.solo:
+            # Not ours to cancel without the lock: the lock holder's orphan sweep takes them.
+            log.warning("orders of an earlier run of this node are resting", orders=leftovers)
+        elif leftovers:
             log.warning("cancelling orders an earlier run left resting", orders=leftovers)
             await self.cancel_own_orders("restart")
         if foreign:
@@ -179,11 +202,52 @@ class NodeEngine:
 
     async def reconcile(self) -> None:
         await self.sync_account()
-        adopted, _ = self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(),
-                                        RECONCILE_GRACE_S)
+        venue_open = await self.rest.open_orders(self.cfg.market.symbol)
+        adopted, _ = self.oms.reconcile(venue_open, self.clock(), RECONCILE_GRACE_S)
         if adopted:
             log.warning("reconcile found untracked orders of this node", orders=adopted)
+        await self.sweep_orphans([o.clientOrderId for o in venue_open])
         self._evaluate_quoting()
+
+    async def sweep_orphans(self, client_ids: list[str]) -> None:
+        """The fencing a venue without fencing tokens allows: the lock holder
+        cancels any order of an older epoch, by client id, whenever one shows
+        up (say, in flight from a frozen ex-primary)."""
+        lease = self.lease
+        if self.solo or not self.trading_enabled or lease is None:
+            return
+        orphans = [cid for cid in client_ids
+                   if (parsed := client_ids_mod.parse(cid)) is None or parsed.epoch < lease.epoch]
+        for cid in orphans:
+            log.warning("cancelling an older epoch's order", client_id=cid, epoch=lease.epoch)
+            self.orphans_cancelled += 1
+            try:
+                await self.rest.cancel_order(self.cfg.market.symbol, cid)
+            except ve.UnknownOrder:
+                pass
+            except ve.VenueError as exc:
+                log.warning("orphan cancel failed", client_id=cid, error=str(exc))
+            self.oms.on_cancel_unknown_order(cid, self.clock())
+
+    async def protective_cancel(self) -> int:
+        """Takeover step one: whatever rests on the symbol goes, whoever sent it.
+        Only a fresh lease holder calls this."""
+        try:
+            cancelled = await self.rest.cancel_all_orders(self.cfg.market.symbol)
+        except ve.UnknownOrder:
+            cancelled = []  # nothing was open
+        self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
+        log.info("protective cancel done", cancelled=len(cancelled))
+        return len(cancelled)
+
+    def readiness(self) -> dict[str, bool]:
+        now = self.clock()
+        problems = risk.state_problems(self.cfg.risk, self.risk_view())
+        return {
+            "market_data": self.book.is_live() and self.book.age(now) <= self.cfg.risk.max_book_age_s,
+            "account": bool(self.account and self.account.synced and self.userstream and self.userstream.connected),
+            "risk": not problems,
+        }
 
     def _on_user_resubscribed(self) -> None:
         if self.account is not None and self.account.synced:
@@ -197,6 +261,8 @@ class NodeEngine:
 
     # -- stream callbacks --------------------------------------------------------
     def _on_execution(self, report: ExecutionReport) -> None:
+        if report.x == "NEW" and self.oms.get(report.c) is None and not self.solo and self.trading_enabled:
+            asyncio.get_running_loop().create_task(self.sweep_orphans([report.c]))
         fill = self.oms.on_execution(report, self.clock())
         if fill is not None:
             self.fills += 1
@@ -219,6 +285,8 @@ class NodeEngine:
             reasons.append("no-lease")
         if not self.userstream.connected:
             reasons.append("user-stream-down")
+        if not self.trading_enabled:
+            reasons.append("not-primary")
         was = self.quoting
         self.quoting = not reasons
         self.halt_reasons = reasons
