@@ -66,6 +66,7 @@ class NodeProcess:
         self.admin_url = ""
 
     def start(self, timeout: float = 20.0) -> "NodeProcess":
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen([sys.executable, "-m", "understudy.cli", "node", "run", "--config",
                                       str(self.config_path)], stdout=self._log, stderr=subprocess.STDOUT,
@@ -84,7 +85,10 @@ class NodeProcess:
 
     def log_records(self) -> list[dict]:
         records = []
-        for line in self.log_path.read_text().splitlines():
+        with open(self.log_path) as fh:
+            fh.seek(getattr(self, "_offset", 0))
+            lines = fh.read().splitlines()
+        for line in lines:
             try:
                 records.append(json.loads(line))
             except ValueError:

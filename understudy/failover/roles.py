@@ -5,8 +5,9 @@ person can read; the tests assert on them.
 
 Roles:
   starting  -> standby            on start: a node never trades before holding the lock
-  standby   -> candidate          the peer has been silent for `silence_s` (not while paused,
-                                  never with nofailover), or the peer hands the lock to us
+  standby   -> candidate          the peer has been silent for `silence_s`, or it is not
+                                  holding the lock either (a cold start), or it hands the lock
+                                  to us; never while paused, never with nofailover
   candidate -> standby            the peer speaks again as primary, or the cluster is paused
   candidate -> primary            lock acquired: protective cancel, reconcile, then quote
   primary   -> halted             lock held but not healthy: orders cancelled, no quotes
@@ -191,6 +192,9 @@ class State:
         return now - last if last is not None else 0.0
 
 
+_NOT_HOLDING = (Role.STARTING.value, Role.STANDBY.value, Role.CANDIDATE.value)
+
+
 def _move(state: State, role: Role, now: float, reason: str, actions: list, **changes) -> tuple[State, list]:
     new = replace(state, role=role, since=now, reason=reason, **changes)
     return new, [*actions, Transition(state.role.value, role.value, reason)]
@@ -235,11 +239,17 @@ def step(settings: Settings, state: State, event) -> tuple[State, list]:
         return state, []
 
     if isinstance(event, Tick):
+        if role is not Role.STANDBY or state.paused or settings.nofailover:
+            return state, []
         silent = state.silent_for(now)
-        if role is Role.STANDBY and silent >= settings.silence_s and not state.paused and not settings.nofailover:
+        if silent >= settings.silence_s:
             heard = "never heard" if state.peer_heard_at is None else f"silent for {silent:.3f} s"
             return _move(state, Role.CANDIDATE, now, f"peer {settings.peer} {heard}: seizing the lock",
                          [StartAcquiring()])
+        if state.peer_role in _NOT_HOLDING and state.healthy:
+            # Nobody trades (a cold start, or both rejoined): the lock decides who will.
+            return _move(state, Role.CANDIDATE, now, f"no primary (peer {settings.peer} is {state.peer_role}): "
+                         "contending for the lock", [StartAcquiring()])
         return state, []
 
     if isinstance(event, LeaseAcquired):

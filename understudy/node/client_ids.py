@@ -1,4 +1,5 @@
-"""Client order ids that name their author: `e<epoch>.<node>.<boot>_<seq>`.
+"""Client order ids that name their author: `e<epoch>.<node>.<boot>_<seq>`,
+every number in base 36 (epochs are millisecond-sized, see coordinator/backend.py).
 
 Binance allows 36 characters of `[.A-Z:/a-z0-9_-]`. The epoch and node id can
 be read back from the venue's open orders, the audit log and the user data
@@ -8,8 +9,8 @@ fenced node its own.
 import re
 from dataclasses import dataclass
 
-MAX_EPOCH = 10**10 - 1
-_PATTERN = re.compile(r"^e(\d{1,10})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,8}_[0-9a-z]{1,6})$")
+MAX_EPOCH = 36**8 - 1
+_PATTERN = re.compile(r"^e([0-9a-z]{1,8})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,8}_[0-9a-z]{1,6})$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -33,7 +34,7 @@ def parse(client_order_id: str) -> ClientId | None:
     match = _PATTERN.match(client_order_id)
     if not match:
         return None
-    return ClientId(int(match.group(1)), match.group(2), match.group(3))
+    return ClientId(int(match.group(1), 36), match.group(2), match.group(3))
 
 
 class ClientIdFactory:
@@ -52,6 +53,6 @@ class ClientIdFactory:
         self.seq += 1
         if self.seq >= 36**6:
             raise OverflowError("client id sequence exhausted for this boot; restart the node")
-        cid = f"e{epoch}.{self.node_id}.{self.boot}_{base36(self.seq)}"
+        cid = f"e{base36(epoch)}.{self.node_id}.{self.boot}_{base36(self.seq)}"
         assert len(cid) <= 36, cid
         return cid

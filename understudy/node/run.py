@@ -14,12 +14,18 @@ log = logs.get("node")
 
 async def serve(config: NodeConfig, secrets: Secrets) -> int:
     engine = NodeEngine(config, secrets)
+    controller = None
+    if config.node.mode == "cluster":
+        from ..coordinator.factory import make_trading_lock
+        from ..failover.controller import FailoverController
+
+        controller = FailoverController(config, secrets, engine, make_trading_lock(config.lock, secrets, config.node.id))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    runner = web.AppRunner(build_admin_app(engine, secrets.admin_token), access_log=None)
+    runner = web.AppRunner(build_admin_app(engine, secrets.admin_token, controller), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.admin.host, config.admin.port)
     await site.start()
@@ -34,7 +40,10 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         if starting.done():
             starting.result()
             log.info("node ready", quoting=engine.quoting, halt_reasons=engine.halt_reasons)
-            await stop.wait()
+            if controller is not None:
+                await controller.run(stop)
+            else:
+                await stop.wait()
         else:
             starting.cancel()
         log.info("stopping")
@@ -43,11 +52,19 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         exit_code = 1
     finally:
         stopping.cancel()
+        if controller is not None:
+            await controller.close()
         try:
             await asyncio.wait_for(engine.stop(), 10)
+            if controller is not None and controller.lock.lease is not None:
+                # Orders are cancelled: hand the lock back now rather than make the peer wait out the TTL.
+                await controller.lock.release()
         except Exception as exc:  # noqa: BLE001
             log.critical("shutdown incomplete: orders may be resting", error=repr(exc))
             exit_code = 1
+        if controller is not None:
+            await controller.lock.close()
+            await controller.lock.backend.close()
         await runner.cleanup()
     log.info("stopped", exit_code=exit_code)
     return exit_code

@@ -1,0 +1,271 @@
+"""The HA loop: feeds the role state machine (`roles.py`) with heartbeats,
+ticks, lease events, health and the pause flag, and carries out the actions
+it returns against the engine, the trading lock and the heartbeat link.
+
+Events are applied one at a time from a queue, so the machine never sees two
+at once; slow actions (acquiring, cancelling, reconciling) run as tasks that
+report back with an event.
+"""
+import asyncio
+import time
+
+from .. import logs
+from ..config import NodeConfig, Secrets
+from ..coordinator.backend import BackendUnavailable, HistoryEntry, Pause
+from ..coordinator.trading_lock import TradingLock
+from ..node import venue_errors as ve
+from ..node.engine import NodeEngine
+from . import roles
+from .heartbeat import Heartbeat, HeartbeatReceiver, HeartbeatSender, Readiness
+from .link import HeartbeatLink
+
+log = logs.get("failover")
+TICK_S = 0.02
+PAUSE_POLL_S = 0.5
+HANDOVER_MARKER_S = 5.0
+HISTORY_KEPT = 1000
+
+
+class FailoverController:
+    def __init__(self, config: NodeConfig, secrets: Secrets, engine: NodeEngine, lock: TradingLock,
+                 clock=time.monotonic):
+        self.cfg = config
+        self.engine = engine
+        self.lock = lock
+        self.clock = clock
+        k = config.cluster
+        self.settings = roles.Settings(node=config.node.id, peer=k.peer, silence_s=k.silence_s,
+                                       nofailover=k.nofailover)
+        self.state = roles.State()
+        boot = time.time_ns() // 1_000_000
+        self.link = HeartbeatLink(
+            HeartbeatSender(config.node.id, secrets.heartbeat_key, boot),
+            HeartbeatReceiver(config.node.id, k.peer, secrets.heartbeat_key, int(k.max_heartbeat_age_s * 1000)),
+            (k.bind_host, k.bind_port), (k.peer_host, k.peer_port), k.heartbeat_interval_s,
+            self._heartbeat_fields, self._on_heartbeat)
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.transitions: list[dict] = []
+        self.failovers = 0
+        self.last_refusal: str | None = None
+        self.handover_to: tuple[str, float] | None = None
+        self.timings: dict[str, float] = {}
+        self.takeover_reason = ""
+        self._acquiring: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._last_health: bool | None = None
+        lock.on_lost = lambda reason: self.submit(roles.LeaseLost(self.clock(), reason))
+        engine.trading_lock = lock
+
+    # -- plumbing ----------------------------------------------------------------
+    def submit(self, event) -> None:
+        self.events.put_nowait(event)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _heartbeat_fields(self) -> dict:
+        lease = self.lock.lease
+        now = self.clock()
+        ready = self.engine.readiness()
+        handover = self.handover_to[0] if self.handover_to and self.handover_to[1] > now else None
+        return {
+            "role": self.state.role.value, "epoch": lease.epoch if lease else None,
+            "lease_left_ms": int(lease.time_left(now) * 1000) if lease else 0,
+            "ready": Readiness(market_data=ready["market_data"], account=ready["account"], risk=ready["risk"]),
+            "handover_to": handover, "paused": self.state.paused,
+        }
+
+    def _on_heartbeat(self, beat: Heartbeat) -> None:
+        if beat.epoch is not None:
+            self.lock.observe_epoch(beat.epoch)
+        self.submit(roles.PeerHeard(self.clock(), beat.role, beat.epoch, beat.ready.all, beat.handover_to))
+
+    # -- the loop ----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self._spawn(self.link.run(stop))
+        self._spawn(self._ticker(stop))
+        self._spawn(self._pause_watch(stop))
+        self.submit(roles.Started(self.clock()))
+        while not stop.is_set():
+            getter = asyncio.ensure_future(self.events.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                stopper.cancel()
+                break
+            stopper.cancel()
+            self.apply(getter.result())
+
+    def apply(self, event) -> list:
+        self.state, actions = roles.step(self.settings, self.state, event)
+        for action in actions:
+            self._carry_out(action)
+        return actions
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(TICK_S)
+            now = self.clock()
+            healthy = all(self.engine.readiness().values())
+            if healthy != self._last_health:
+                self._last_health = healthy
+                detail = ",".join(k for k, ok in self.engine.readiness().items() if not ok)
+                self.submit(roles.HealthChanged(now, healthy, detail))
+            self.submit(roles.Tick(now))
+
+    async def _pause_watch(self, stop: asyncio.Event) -> None:
+        paused = None
+        while not stop.is_set():
+            try:
+                pause = await self.lock.backend.get_pause(self.clock() + PAUSE_POLL_S)
+                if pause.paused != paused:
+                    paused = pause.paused
+                    log.warning("cluster paused" if paused else "cluster resumed", by=pause.by, reason=pause.reason)
+                    self.submit(roles.PauseChanged(self.clock(), paused))
+            except BackendUnavailable as exc:
+                log.debug("pause flag unreadable", error=str(exc))
+            await asyncio.sleep(PAUSE_POLL_S)
+
+    # -- actions -----------------------------------------------------------------
+    def _carry_out(self, action) -> None:
+        now = self.clock()
+        if isinstance(action, roles.Transition):
+            log.info("role changed", previous=action.previous, new=action.role, reason=action.reason)
+            logs.CONTEXT.role = action.role
+            logs.CONTEXT.epoch = self.state.epoch
+            self.engine.role = action.role
+            self.transitions.append({"at": time.time(), "from": action.previous, "to": action.role,
+                                     "reason": action.reason})
+            del self.transitions[:-100]
+            if action.role == roles.Role.CANDIDATE.value:
+                self.timings = {"detected": now}
+                self.takeover_reason = action.reason
+            self.link.send_now()  # the peer learns of a role change at once
+        elif isinstance(action, roles.StartAcquiring):
+            if self._acquiring is None or self._acquiring.done():
+                self._acquiring = self._spawn(self._acquire())
+        elif isinstance(action, roles.StopAcquiring):
+            if self._acquiring is not None and self._acquiring is not asyncio.current_task():
+                self._acquiring.cancel()
+            self._acquiring = None
+        elif isinstance(action, roles.ProtectiveCancel):
+            self.timings["acquired"] = now
+            self._spawn(self._step(self.engine.protective_cancel, roles.ProtectiveCancelDone, "protective cancel"))
+        elif isinstance(action, roles.Reconcile):
+            self.timings["protective_cancel_done"] = now
+            self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile"))
+        elif isinstance(action, roles.StartQuoting):
+            self.timings["reconciled"] = now
+            self.engine.set_trading(True)
+            self._spawn(self._record_takeover(action.epoch))
+        elif isinstance(action, roles.StopQuoting):
+            self.engine.set_trading(False)
+        elif isinstance(action, roles.CancelOwnOrders):
+            reason = f"own epoch {action.epoch}"
+            self._spawn(self._step(lambda: self.engine.cancel_own_orders(reason), roles.OwnOrdersCancelled,
+                                   "own-order cancel"))
+        elif isinstance(action, roles.ReleaseLock):
+            if action.target is not None:
+                self.handover_to = (action.target, now + HANDOVER_MARKER_S)
+            self._spawn(self._release(action.target))
+        elif isinstance(action, roles.Refused):
+            self.last_refusal = action.reason
+            log.warning("request refused", reason=action.reason)
+
+    async def _acquire(self) -> None:
+        while True:
+            try:
+                lease = await self.lock.try_acquire()
+                if lease is not None:
+                    self.submit(roles.LeaseAcquired(self.clock(), lease.epoch))
+                    return
+                await self.lock.backend.wait_until_free(0.25, self.clock() + 0.5)
+            except BackendUnavailable as exc:
+                log.warning("lock backend unavailable while acquiring", error=str(exc))
+                await asyncio.sleep(0.05)
+
+    async def _step(self, run, done_event, what: str) -> None:
+        """Runs a takeover or fencing step until it succeeds: a venue hiccup
+        retries; the machine is never left waiting for an event that never comes."""
+        while True:
+            try:
+                left = await run()
+                if not (what == "own-order cancel" and left):
+                    self.submit(done_event(self.clock()))
+                    return
+                log.warning(f"{what}: {left} order(s) still resting; again")
+            except (ve.VenueError, BackendUnavailable) as exc:
+                log.warning(f"{what} failed; retrying", error=str(exc))
+            await asyncio.sleep(0.1)
+
+    async def _release(self, target: str | None) -> None:
+        try:
+            released = await self.lock.release(target=target, marker_ttl_s=HANDOVER_MARKER_S)
+            log.info("trading lock released", to=target, released=released)
+        except BackendUnavailable as exc:
+            # The lease has already ended locally; the key expires by itself.
+            log.warning("lock release failed; it will expire", error=str(exc))
+
+    async def _record_takeover(self, epoch: int) -> None:
+        """Waits for the first quote of the new epoch to be acknowledged, then
+        records the lock change with its timings."""
+        started = self.clock()
+        while self.clock() - started < 5.0:
+            if self.engine.gate and any(o.epoch == epoch and o.acked_at for o in self.engine.oms.live.values()):
+                self.timings["first_quote"] = self.clock()
+                break
+            if self.state.role is not roles.Role.PRIMARY:
+                break
+            await asyncio.sleep(0.005)
+        t0 = self.timings.get("detected")
+        timings = {k: round(v - t0, 4) for k, v in self.timings.items() if t0 is not None and k != "detected"}
+        self.failovers += 1
+        log.info("takeover complete", epoch=epoch, **{f"{k}_s": v for k, v in timings.items()})
+        entry = HistoryEntry(epoch, self.settings.peer, self.settings.node, self.takeover_reason, time.time(), timings)
+        try:
+            await self.lock.backend.append_history(entry, HISTORY_KEPT, self.clock() + 1.0)
+        except BackendUnavailable as exc:
+            log.warning("could not record the lock change", error=str(exc))
+
+    # -- operator requests --------------------------------------------------------
+    async def switchover(self, target: str, timeout_s: float = 10.0) -> dict:
+        self.last_refusal = None
+        self.submit(roles.SwitchoverRequested(self.clock(), target))
+        started = self.clock()
+        while self.clock() - started < timeout_s:
+            await asyncio.sleep(0.01)
+            if self.last_refusal:
+                return {"ok": False, "reason": self.last_refusal}
+            if self.state.role is roles.Role.STANDBY:
+                return {"ok": True, "handed_to": target, "took_s": round(self.clock() - started, 3)}
+        return {"ok": False, "reason": f"not handed over within {timeout_s} s; role {self.state.role.value}"}
+
+    def status(self) -> dict:
+        peer = self.link.last_peer
+        now_ms = time.time_ns() // 1_000_000
+        lease = self.lock.lease
+        return {
+            "role": self.state.role.value, "reason": self.state.reason, "paused": self.state.paused,
+            "nofailover": self.settings.nofailover,
+            "epoch": lease.epoch if lease else None,
+            "lease_left_s": round(lease.time_left(self.clock()), 3) if lease else 0.0,
+            "peer": {"node": self.settings.peer, "role": peer.role if peer else None,
+                     "epoch": peer.epoch if peer else None,
+                     "heartbeat_age_s": round((now_ms - peer.sent_ms) / 1000, 3) if peer else None,
+                     "ready": peer.ready.all if peer else False},
+            "heartbeats": {"sent": self.link.sent, "accepted": self.link.receiver.accepted,
+                           "rejected": dict(self.link.receiver.rejected)},
+            "failovers": self.failovers, "transitions": self.transitions[-10:],
+        }
+
+    async def set_pause(self, paused: bool, by: str, reason: str) -> None:
+        await self.lock.backend.set_pause(Pause(paused, by, reason, time.time()), self.clock() + 2.0)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
