@@ -71,3 +71,106 @@ async def test_sigkill_of_the_primary_fails_over(cluster):
         await asyncio.sleep(1.5)
         assert role(await cluster.status(session, new)) == "primary"
         assert role(await cluster.status(session, old)) == "standby"
+
+
+def _live_intervals(records) -> list[tuple[int, int, int]]:
+    """(epoch, from µs, to µs) of every accepted order, from the venue's own record."""
+    created = {r["client_order_id"]: r["recv_us"] for r in records
+               if r["kind"] == "request" and r["action"] == "new" and r["outcome"] == "accepted"}
+    ended = {r["client_order_id"]: r["ts_us"] for r in records if r["kind"] == "order_done"}
+    return [(epoch_of(cid), start, ended.get(cid, 2**62)) for cid, start in created.items()]
+
+
+def _overlapping_epochs(records) -> list:
+    intervals = sorted(_live_intervals(records), key=lambda i: i[1])
+    clashes = []
+    for i, (epoch_a, start_a, end_a) in enumerate(intervals):
+        for epoch_b, start_b, end_b in intervals[i + 1:]:
+            if start_b >= end_a:
+                continue
+            if epoch_b != epoch_a and start_b < end_a:
+                clashes.append(((epoch_a, start_a, end_a), (epoch_b, start_b, end_b)))
+    return clashes
+
+
+async def test_sigstop_past_the_lease_then_thaw(cluster):
+    async with aiohttp.ClientSession() as session:
+        old = await _primary(cluster, session)
+        new = "sg-2" if old == "sg-1" else "sg-1"
+        cluster.nodes[old].signal(signal.SIGSTOP)
+        try:
+            await cluster.wait_for(session, lambda s: quoting_primary({new: s[new]}) == new, 10, "takeover")
+            await asyncio.sleep(max(0.0, 3.0 - 1.5))
+        finally:
+            cluster.nodes[old].signal(signal.SIGCONT)
+        thawed_us = time.time_ns() // 1000
+        await cluster.wait_for(session, lambda s: role(s[old]) == "standby", 15, "the thawed node to rejoin")
+        await asyncio.sleep(1.0)
+        records = cluster.sim.audit_records(None)
+        after_thaw = [r for r in records if r["kind"] == "request" and r["action"] == "new"
+                      and node_of(r.get("client_order_id") or "e0.x.y") == old and r["recv_us"] > thawed_us]
+        assert after_thaw == [], "the thawed ex-primary created orders"
+        assert role(await cluster.status(session, new)) == "primary"
+        assert _overlapping_epochs(records) == []
+
+
+async def test_switchover_while_quoting_has_no_overlap(cluster):
+    async with aiohttp.ClientSession() as session:
+        old = await _primary(cluster, session)
+        new = "sg-2" if old == "sg-1" else "sg-1"
+        await cluster.wait_for(session, lambda s: s[new]["ha"]["role"] == "standby" and s[old]["ha"]["peer"]["ready"],
+                               10, "a ready standby")
+        status, body = await cluster.post(session, old, "/switchover", {"to": new})
+        assert status == 200 and body["ok"], body
+        statuses = await cluster.wait_for(session, lambda s: quoting_primary(s) == new, 10, "the target quoting")
+        assert role(statuses[old]) == "standby"
+        records = cluster.sim.audit_records(None)
+        assert _overlapping_epochs(records) == []
+        old_epoch_end = max(end for epoch, _, end in _live_intervals(records)
+                            if epoch < statuses[new]["ha"]["epoch"])
+        new_start = min(start for epoch, start, _ in _live_intervals(records) if epoch == statuses[new]["ha"]["epoch"])
+        gap_ms = (new_start - old_epoch_end) / 1000
+        print(f"switchover quote gap: {gap_ms:.1f} ms")
+        assert gap_ms > 0
+
+
+async def test_pause_holds_failover_until_resume(cluster):
+    async with aiohttp.ClientSession() as session:
+        old = await _primary(cluster, session)
+        new = "sg-2" if old == "sg-1" else "sg-1"
+        status, _ = await cluster.post(session, new, "/pause", {"by": "test", "reason": "maintenance"})
+        assert status == 200
+        await cluster.wait_for(session, lambda s: s[new]["ha"]["paused"], 5, "the pause flag")
+        cluster.nodes[old].signal(signal.SIGKILL)
+        cluster.nodes[old].wait()
+        await asyncio.sleep(3.0)
+        assert role(await cluster.status(session, new)) == "standby", "no takeover while paused"
+        status, _ = await cluster.post(session, new, "/resume", {"by": "test"})
+        assert status == 200
+        await cluster.wait_for(session, lambda s: quoting_primary({new: s[new]}) == new, 10, "takeover after resume")
+
+
+async def test_forged_and_replayed_heartbeats_are_refused_and_counted(cluster):
+    import socket
+
+    from understudy.failover.heartbeat import HeartbeatSender
+
+    async with aiohttp.ClientSession() as session:
+        primary = await _primary(cluster, session)
+        standby = "sg-2" if primary == "sg-1" else "sg-1"
+        before = (await cluster.status(session, standby))["ha"]["heartbeats"]["rejected"]
+        port = cluster.ports[standby]
+        now_ms = time.time_ns() // 1_000_000
+        forged = HeartbeatSender(primary, b"wrong-key-" * 4, boot=now_ms).next(now_ms, role="standby")
+        replay_source = HeartbeatSender(primary, b"test-heartbeat-key-0123456789abcdef0123456789", boot=1)
+        replay = replay_source.next(now_ms, role="standby")  # an old boot of the peer
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for datagram in (forged, b"\x00garbage", replay):
+                udp.sendto(datagram, ("127.0.0.1", port))
+        await asyncio.sleep(0.5)
+        status = await cluster.status(session, standby)
+        after = status["ha"]["heartbeats"]["rejected"]
+        assert after.get("bad-mac", 0) >= before.get("bad-mac", 0) + 1
+        assert after.get("malformed", 0) >= before.get("malformed", 0) + 1
+        assert after.get("replayed", 0) >= before.get("replayed", 0) + 1
+        assert role(status) == "standby" and quoting_primary({primary: await cluster.status(session, primary)})
