@@ -15,6 +15,7 @@ class Cluster:
     def __init__(self, sim, redis, tmp_path, silence_s: float = 1.0, ttl_s: float = 1.0):
         self.sim, self.redis, self.tmp_path = sim, redis, tmp_path
         self.ports = {"sg-1": free_port(), "sg-2": free_port()}
+        self.admin_ports = {"sg-1": free_port(), "sg-2": free_port()}
         self.silence_s, self.ttl_s = silence_s, ttl_s
         self.nodes: dict[str, NodeProcess] = {}
         self.env = {**node_env(sim), "TEST_HEARTBEAT_KEY": HEARTBEAT_KEY}
@@ -23,10 +24,12 @@ class Cluster:
         peer = "sg-2" if node == "sg-1" else "sg-1"
         settings = node_settings(self.sim, self.tmp_path / f"state-{node}", node_id=node,
                                  node={"mode": "cluster"})
+        settings["admin"]["port"] = self.admin_ports[node]
         settings["lock"] = {"backend": "redis", "ttl_s": self.ttl_s, "redis": {"port": self.redis.port}}
         settings["cluster"] = {"peer": peer, "bind_host": "127.0.0.1", "bind_port": self.ports[node],
                                "peer_host": "127.0.0.1", "peer_port": self.ports[peer],
-                               "heartbeat_key": {"env": "TEST_HEARTBEAT_KEY"}, "silence_s": self.silence_s}
+                               "heartbeat_key": {"env": "TEST_HEARTBEAT_KEY"}, "silence_s": self.silence_s,
+                               "peer_admin_url": f"http://127.0.0.1:{self.admin_ports[peer]}"}
         path = self.tmp_path / f"{node}.toml"
         path.write_text(to_toml(settings))
         return path

@@ -174,3 +174,42 @@ async def test_forged_and_replayed_heartbeats_are_refused_and_counted(cluster):
         assert after.get("malformed", 0) >= before.get("malformed", 0) + 1
         assert after.get("replayed", 0) >= before.get("replayed", 0) + 1
         assert role(status) == "standby" and quoting_primary({primary: await cluster.status(session, primary)})
+
+
+def _cli(cluster, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "understudy.cli", *args, "--config",
+                           str(cluster.tmp_path / "sg-1.toml")], capture_output=True, text=True, timeout=60,
+                          env=cluster.env)
+
+
+async def test_operator_commands(cluster):
+    async with aiohttp.ClientSession() as session:
+        old = await _primary(cluster, session)
+        new = "sg-2" if old == "sg-1" else "sg-1"
+        await cluster.wait_for(session, lambda s: s[old]["ha"]["peer"]["ready"], 10, "a ready standby")
+        result = await asyncio.to_thread(_cli, cluster, "status")
+        assert result.returncode == 0, result.stderr
+        rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+        assert rows == {old: "primary", new: "standby"}
+
+        result = await asyncio.to_thread(_cli, cluster, "switchover", "--to", old)
+        assert result.returncode == 1 and "already the primary" in result.stderr
+        result = await asyncio.to_thread(_cli, cluster, "switchover", "--to", new)
+        assert result.returncode == 0, result.stderr
+        await cluster.wait_for(session, lambda s: quoting_primary(s) == new, 10, "the target quoting")
+
+        result = await asyncio.to_thread(_cli, cluster, "pause", "--reason", "drill")
+        assert result.returncode == 0 and "paused" in result.stdout
+        await cluster.wait_for(session, lambda s: all(x["ha"]["paused"] for x in s.values()), 5, "paused")
+        result = await asyncio.to_thread(_cli, cluster, "resume")
+        assert result.returncode == 0
+        await cluster.wait_for(session, lambda s: not any(x["ha"]["paused"] for x in s.values()), 5, "resumed")
+
+        await asyncio.sleep(0.5)
+        result = await asyncio.to_thread(_cli, cluster, "history")
+        assert result.returncode == 0, result.stderr
+        rows = result.stdout.splitlines()[1:]
+        assert len(rows) >= 2 and f" {old:6} {new:6} " in rows[0] and "hands the lock over" in rows[0]

@@ -160,6 +160,62 @@ def _run_demo(args) -> int:
     return run(args.duration, Path(args.run_dir).resolve())
 
 
+def _add_ops(sub) -> None:
+    status = sub.add_parser("status", help="both nodes: role, epoch, lease left, heartbeat age, readiness")
+    status.add_argument("--config", required=True, metavar="FILE", help="a node's config (admin URLs)")
+    status.set_defaults(func=lambda a: _ops(a, "status"))
+    switch = sub.add_parser("switchover", help="hand the lock to NODE: the primary cancels, then releases to it")
+    switch.add_argument("--to", required=True, metavar="NODE")
+    switch.add_argument("--at", metavar="TIME", help="ISO time (UTC if no offset) to do it at")
+    switch.add_argument("--config", required=True, metavar="FILE")
+    switch.set_defaults(func=lambda a: _ops(a, "switchover"))
+    for name, text in (("pause", "stop automatic failover cluster-wide (maintenance)"),
+                       ("resume", "allow automatic failover again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, metavar="FILE")
+        p.add_argument("--reason", default="")
+        p.set_defaults(func=lambda a, n=name: _ops(a, n))
+    hist = sub.add_parser("history", help="lock changes: epoch, from, to, reason and timings")
+    hist.add_argument("--config", required=True, metavar="FILE")
+    hist.add_argument("--limit", type=_positive(int), default=20)
+    hist.set_defaults(func=lambda a: _ops(a, "history"))
+
+
+def _ops(args, command: str) -> int:
+    import asyncio
+    import datetime
+
+    from . import ops
+    from .config import EXIT_CONFIG
+
+    loaded = _load_config(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    config, secrets = loaded
+    if command != "status" and (config.lock is None or config.cluster is None):
+        print(f"understudy {command}: {args.config} is not a cluster node's config ([lock] and [cluster])",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "status":
+        code, text = asyncio.run(ops.status(config))
+    elif command == "switchover":
+        at = None
+        if args.at:
+            try:
+                at = datetime.datetime.fromisoformat(args.at)
+            except ValueError:
+                print(f"understudy switchover: --at: not an ISO time: {args.at!r}", file=sys.stderr)
+                return EXIT_CONFIG
+            at = at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
+        code, text = asyncio.run(ops.switchover(config, secrets, args.to, at))
+    elif command in ("pause", "resume"):
+        code, text = asyncio.run(ops.set_pause(config, secrets, command == "pause", args.reason))
+    else:
+        code, text = asyncio.run(ops.history(config, secrets, args.limit))
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node(sub)
     _add_config(sub)
     _add_demo(sub)
+    _add_ops(sub)
     return parser
 
 
