@@ -146,8 +146,9 @@ def _run_node(args) -> int:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the local demo: simulated exchange plus a node, with a live view")
-    p.add_argument("--duration", type=_positive(float), default=60.0, help="seconds of trading to watch")
+    p = sub.add_parser("demo", help="the local demo: simulated exchange, Redis, two nodes and a live failover")
+    p.add_argument("--duration", type=_positive(float), default=10.0, help="seconds of trading before the kill")
+    p.add_argument("--keep-running", action="store_true", help="leave the cluster up afterwards (Ctrl-C stops it)")
     p.add_argument("--run-dir", default="run/demo", help="where logs, the audit log and node state go")
     p.set_defaults(func=_run_demo)
 
@@ -157,7 +158,7 @@ def _run_demo(args) -> int:
 
     from .demo import run
 
-    return run(args.duration, Path(args.run_dir).resolve())
+    return run(args.duration, Path(args.run_dir).resolve(), args.keep_running)
 
 
 def _add_ops(sub) -> None:
