@@ -23,7 +23,7 @@ from .client_ids import ClientIdFactory
 from .instrument import Instrument
 from .marketdata import MarketData
 from .messages import AccountPosition, ExecutionReport
-from .oms import ManagedOrder, Oms
+from .oms import ManagedOrder, Oms, Status
 from .order_gate import NotPermitted, OrderGate
 from .rest import VenueRest
 from .state_store import StateStore
@@ -75,7 +75,8 @@ class NodeEngine:
         mid = self.book.mid() if self.book.is_live() else None
         return risk.RiskView(
             mid=mid, book_age_s=self.book.age(now), position=self.account.position if self.account else 0.0,
-            open_orders=self.oms.count(), open_buy_qty=self.oms.open_qty("BUY"),
+            open_orders=self.oms.count() - self.oms.count(Status.PENDING_CANCEL),
+            open_buy_qty=self.oms.open_qty("BUY"),
             open_sell_qty=self.oms.open_qty("SELL"), daily_pnl=self.daily_pnl(mid),
             panic=self.panic_reason is not None)
 
@@ -320,17 +321,23 @@ class NodeEngine:
         tolerance = int(mid * self.cfg.strategy.requote_tolerance_bps / 1e4 / self.instrument.tick_size)
         cancel, place = strategy.stale_quotes(working, desired, tolerance)
         live = self.oms.working()
-        if cancel:
-            await asyncio.gather(*(self._cancel(live[key].client_id) for key in cancel))
+        # Cancels go out first, but the new quotes do not wait a round trip for
+        # their answers: until answered, a cancelled quote still counts against
+        # the position limit (it may yet fill), just not as a resting order.
+        cancels = [asyncio.ensure_future(self._cancel(live[key].client_id)) for key in cancel]
+        if cancels:
+            await asyncio.sleep(0)  # lets every cancel reach the transport before any new order
+        results = []
         if place:
             epoch = self.lease.epoch
             orders = [ManagedOrder(self.ids.next(epoch), q.side, q.price_ticks, q.qty_steps,
                                    q.price_ticks * self.instrument.tick_size, q.qty_steps * self.instrument.step_size,
                                    epoch, q.level, self.clock()) for q in place]
             results = await asyncio.gather(*(self._place(o) for o in orders), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, (ve.VenueError, NotPermitted)):
-                    raise result
+        results += await asyncio.gather(*cancels, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, (ve.VenueError, NotPermitted)):
+                raise result
 
     async def _place(self, order: ManagedOrder) -> None:
         try:
