@@ -213,3 +213,16 @@ async def test_operator_commands(cluster):
         assert result.returncode == 0, result.stderr
         rows = result.stdout.splitlines()[1:]
         assert len(rows) >= 2 and f" {old:6} {new:6} " in rows[0] and "hands the lock over" in rows[0]
+
+
+async def test_metrics_show_exactly_one_lock_holder(cluster):
+    async with aiohttp.ClientSession() as session:
+        primary = await _primary(cluster, session)
+        held = {}
+        for node, proc in cluster.nodes.items():
+            async with session.get(f"{proc.admin_url}/metrics") as resp:
+                text = await resp.text()
+            held[node] = f'understudy_lock_held{{node="{node}"}} 1.0' in text
+            assert f'understudy_peer_heartbeat_age_seconds{{node="{node}"}}' in text
+            assert f'understudy_role{{node="{node}",role="{role(await cluster.status(session, node))}"}} 1.0' in text
+        assert held == {n: n == primary for n in cluster.nodes}

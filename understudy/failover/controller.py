@@ -55,6 +55,7 @@ class FailoverController:
         self._last_health: bool | None = None
         lock.on_lost = lambda reason: self.submit(roles.LeaseLost(self.clock(), reason))
         engine.trading_lock = lock
+        engine.ha = self  # for /metrics
 
     # -- plumbing ----------------------------------------------------------------
     def submit(self, event) -> None:

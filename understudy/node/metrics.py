@@ -2,7 +2,7 @@
 disagree with what /status says."""
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-ROLES = ("starting", "standby", "candidate", "primary", "halted", "fenced")
+ROLES = ("starting", "standby", "candidate", "primary", "halted", "fenced", "handing-over")
 
 
 class EngineCollector:
@@ -45,6 +45,9 @@ class EngineCollector:
             for reason, count in e.gate.refusals.items():
                 refusals.add_metric([node, reason], count)
             yield refusals
+        ha = getattr(e, "ha", None)
+        if ha is not None:
+            yield from _ha_metrics(ha, node)
         if e.rest is not None:
             errors = CounterMetricFamily("understudy_venue_errors", "venue errors by code", labels=["node", "code"])
             for code, count in e.rest.errors_by_code.items():
@@ -56,3 +59,31 @@ def _gauge(name: str, doc: str, node: str, value: float) -> GaugeMetricFamily:
     g = GaugeMetricFamily(name, doc, labels=["node"])
     g.add_metric([node], float(value))
     return g
+
+
+def _ha_metrics(ha, node: str):
+    import time
+
+    peer = ha.link.last_peer
+    age = (time.time_ns() // 1_000_000 - peer.sent_ms) / 1000 if peer else float("inf")
+    yield _gauge("understudy_peer_heartbeat_age_seconds", "age of the last valid heartbeat from the peer", node,
+                 min(age, 1e9))
+    yield _gauge("understudy_paused", "1 while the cluster-wide pause flag is set", node,
+                 1.0 if ha.state.paused else 0.0)
+    yield _gauge("understudy_lease_seconds_left", "time left on this node's lease", node,
+                 ha.lock.lease.time_left(ha.clock()) if ha.lock.lease else 0.0)
+    received = CounterMetricFamily("understudy_heartbeats_received", "valid heartbeats from the peer", labels=["node"])
+    received.add_metric([node], ha.link.receiver.accepted)
+    yield received
+    rejected = CounterMetricFamily("understudy_heartbeats_rejected", "heartbeats dropped, by reason",
+                                   labels=["node", "reason"])
+    for reason, count in ha.link.receiver.rejected.items():
+        rejected.add_metric([node, reason], count)
+    yield rejected
+    failovers = CounterMetricFamily("understudy_takeovers", "times this node took the lock", labels=["node"])
+    failovers.add_metric([node], ha.failovers)
+    yield failovers
+    renewals = CounterMetricFamily("understudy_lease_renew_failures", "lease renewals that got no answer",
+                                   labels=["node"])
+    renewals.add_metric([node], ha.lock.renew_failures)
+    yield renewals
