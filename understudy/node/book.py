@@ -77,8 +77,10 @@ class LocalBook:
         self.updated_at = now
         buffered, self._buffer = self._buffer, []
         self.state = BookState.LIVE
-        for event in buffered:
+        for i, event in enumerate(buffered):
             if self.on_event(event, now) is Applied.GAP:
+                # Keep what follows the hole: a later snapshot may cover it.
+                self._buffer = buffered[i:]
                 return False
         return True
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 MAX_EPOCH = 36**8 - 1
-_PATTERN = re.compile(r"^e([0-9a-z]{1,8})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,8}_[0-9a-z]{1,6})$")
+_PATTERN = re.compile(r"e([0-9a-z]{1,8})\.([a-z0-9][a-z0-9-]{0,7})\.([0-9a-z]{1,8}_[0-9a-z]{1,6})")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -31,7 +31,7 @@ class ClientId:
 
 
 def parse(client_order_id: str) -> ClientId | None:
-    match = _PATTERN.match(client_order_id)
+    match = _PATTERN.fullmatch(client_order_id)
     if not match:
         return None
     return ClientId(int(match.group(1), 36), match.group(2), match.group(3))

@@ -80,6 +80,7 @@ class Oms:
         self.finished: deque[ManagedOrder] = deque(maxlen=FINISHED_KEPT)
         self.outcomes: dict[str, int] = {}
         self._seen_trades: set[tuple[int, int]] = set()
+        self._finished_by_id: dict[str, ManagedOrder] = {}
 
     # -- queries ---------------------------------------------------------------
     def get(self, client_id: str) -> ManagedOrder | None:
@@ -144,7 +145,14 @@ class Oms:
         client_id = report.C if report.x == "CANCELED" and report.C else report.c
         order = self.live.get(client_id)
         if order is None:
-            return None
+            # Finished already (say, by the REST cancel reply), yet a fill may still be
+            # on its way: count it once, leave the order's final state alone.
+            order = self._finished_by_id.get(client_id)
+            if order is None or report.x != "TRADE" or (report.i, report.t) in self._seen_trades:
+                return None
+            self._seen_trades.add((report.i, report.t))
+            order.filled = max(order.filled, report.z)
+            return Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
         order.order_id = report.i
         order.filled = max(order.filled, report.z)
         fill = None
@@ -190,6 +198,9 @@ class Oms:
             order.finished_at = now
             self.outcomes[status.value] = self.outcomes.get(status.value, 0) + 1
             del self.live[order.client_id]
+            if len(self.finished) == self.finished.maxlen:
+                self._finished_by_id.pop(self.finished[0].client_id, None)
             self.finished.append(order)
+            self._finished_by_id[order.client_id] = order
         elif _RANK[status] > _RANK[order.status]:
             order.status = status
