@@ -1,6 +1,5 @@
 """`understudy node run`: the engine and its admin server in one process."""
 import asyncio
-import gc
 import signal
 
 from aiohttp import web
@@ -12,14 +11,6 @@ from .engine import NodeEngine
 
 log = logs.get("node")
 
-
-def tune_gc() -> None:
-    """After start-up, move every long-lived object out of the collector's
-    sight and collect young objects less often: a full collection over the
-    start-up heap is a multi-millisecond pause on the order path."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 async def serve(config: NodeConfig, secrets: Secrets) -> int:
@@ -49,7 +40,6 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()
-            tune_gc()
             log.info("node ready", quoting=engine.quoting, halt_reasons=engine.halt_reasons)
             if controller is not None:
                 await controller.run(stop)
