@@ -1166,3 +1166,16 @@ class TestLease:
         assert lease.safe_deadline < sent + ttl
         assert lease.safe_deadline == pytest.approx(sent + ttl * (1 - drift) - margin)
         assert not lease.may_trade(lease.safe_deadline)
+
+
+def test_a_failed_cancel_returns_the_order_to_working():
+    """A cancel without a definite answer must not leave the order stuck as
+    PENDING_CANCEL, invisible to the next requote."""
+    oms = Oms(NODE)
+    oms.on_sent(order(cid(1)))
+    oms.on_reply(reply(cid(1)), 1.0)
+    oms.on_cancel_sent(cid(1), 2.0)
+    assert oms.working() == {}
+    oms.on_cancel_failed(cid(1), 2.5)
+    assert oms.get(cid(1)).status is Status.NEW
+    assert list(oms.working().values()) == [oms.get(cid(1))]

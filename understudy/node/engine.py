@@ -324,6 +324,9 @@ class NodeEngine:
         # Cancels go out first, but the new quotes do not wait a round trip for
         # their answers: until answered, a cancelled quote still counts against
         # the position limit (it may yet fill), just not as a resting order.
+        if place and self.gate.order_budget() < len(place):
+            # Cancelling now would leave the book without quotes the gate then refuses to replace.
+            return
         cancels = [asyncio.ensure_future(self._cancel(live[key].client_id)) for key in cancel]
         if cancels:
             await asyncio.sleep(0)  # lets every cancel reach the transport before any new order
@@ -359,6 +362,7 @@ class NodeEngine:
             self.oms.on_cancel_unknown_order(client_id, self.clock())
         except ve.VenueError as exc:
             self.cancel_errors += 1
+            self.oms.on_cancel_failed(client_id, self.clock())
             log.warning("cancel failed", client_id=client_id, error=str(exc))
 
     async def cancel_own_orders(self, reason: str, passes: int = 3) -> int:

@@ -133,6 +133,15 @@ class Oms:
             order.filled = max(order.filled, executed_qty)
             self._advance(order, Status.CANCELED, now)
 
+    def on_cancel_failed(self, client_id: str, now: float) -> None:
+        """The cancel got no definite answer: the order may still rest. It goes
+        back to working so the next requote cancels it again, rather than
+        sitting forever as PENDING_CANCEL at a stale price."""
+        order = self.live.get(client_id)
+        if order is not None and order.status is Status.PENDING_CANCEL:
+            order.status = Status.PARTIALLY_FILLED if order.filled else Status.NEW
+            order.cancel_sent_at = None
+
     def on_cancel_unknown_order(self, client_id: str, now: float) -> None:
         """-2011: the venue has no open order by that id. It filled, was
         cancelled already, or never arrived; either way it is not resting."""

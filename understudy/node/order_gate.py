@@ -43,6 +43,13 @@ class OrderGate:
         self.in_flight = 0
         self.closed_reason: str | None = None
 
+    def order_budget(self) -> int:
+        """Orders that may still be sent in the current 10 s window."""
+        window_start = self._clock() - 10.0
+        while self._recent_sends and self._recent_sends[0] < window_start:
+            self._recent_sends.popleft()
+        return self._max_per_10s - len(self._recent_sends)
+
     def close(self, reason: str) -> None:
         """Refuses every order from now on (shutdown); sends already under way finish."""
         self.closed_reason = reason
@@ -59,10 +66,7 @@ class OrderGate:
         if reason is not None:
             raise self._refuse(reason)
         # Stay under the venue's order-rate limit rather than be banned by it.
-        window_start = self._clock() - 10.0
-        while self._recent_sends and self._recent_sends[0] < window_start:
-            self._recent_sends.popleft()
-        if len(self._recent_sends) >= self._max_per_10s:
+        if self.order_budget() <= 0:
             raise self._refuse("order-rate")
         params = {
             "symbol": self._instrument.symbol, "side": order.side, "type": "LIMIT_MAKER",
