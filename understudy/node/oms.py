@@ -5,7 +5,7 @@ Replies and stream events race each other, so a status only moves forward:
 a REST `NEW` arriving after a streamed fill does not undo the fill, and
 nothing leaves a terminal state.
 """
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -33,6 +33,7 @@ _VENUE_STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED,
                  "CANCELED": Status.CANCELED, "REJECTED": Status.REJECTED, "EXPIRED": Status.EXPIRED,
                  "EXPIRED_IN_MATCH": Status.EXPIRED, "PENDING_CANCEL": Status.PENDING_CANCEL}
 FINISHED_KEPT = 1_000
+SEEN_TRADES_KEPT = 100_000
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ class Oms:
         self.live: dict[str, ManagedOrder] = {}
         self.finished: deque[ManagedOrder] = deque(maxlen=FINISHED_KEPT)
         self.outcomes: dict[str, int] = {}
-        self._seen_trades: set[tuple[int, int]] = set()
+        self._seen_trades: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._finished_by_id: dict[str, ManagedOrder] = {}
 
     # -- queries ---------------------------------------------------------------
@@ -159,14 +160,14 @@ class Oms:
             order = self._finished_by_id.get(client_id)
             if order is None or report.x != "TRADE" or (report.i, report.t) in self._seen_trades:
                 return None
-            self._seen_trades.add((report.i, report.t))
+            self._remember_trade((report.i, report.t))
             order.filled = max(order.filled, report.z)
             return Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
         order.order_id = report.i
         order.filled = max(order.filled, report.z)
         fill = None
         if report.x == "TRADE" and (report.i, report.t) not in self._seen_trades:
-            self._seen_trades.add((report.i, report.t))
+            self._remember_trade((report.i, report.t))
             fill = Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
         self._advance(order, _VENUE_STATUS.get(report.X, order.status), now)
         return fill
@@ -198,6 +199,12 @@ class Oms:
                                           venue_order.orderId, venue_order.executedQty, acked_at=now)
             adopted.append(cid)
         return adopted, foreign
+
+    def _remember_trade(self, key: tuple[int, int]) -> None:
+        """Trade ids seen, for dedup; bounded, since a node runs for weeks."""
+        self._seen_trades[key] = None
+        if len(self._seen_trades) > SEEN_TRADES_KEPT:
+            self._seen_trades.popitem(last=False)
 
     def _advance(self, order: ManagedOrder, status: Status, now: float) -> None:
         if order.status in TERMINAL:
