@@ -16,7 +16,7 @@ from .rest import RestApi
 from .streams import MarketStreams
 from .symbols import make_spec
 from .units import SCALE, format_amount
-from .venue import DEPTH_CADENCES_MS, Venue, VenueLimits
+from .venue import DEPTH_CADENCES_MS, Venue, VenueLimits, wall_ms
 from .wsapi import WebSocketApi
 
 DEFAULT_BALANCES = {"USDT": 1_000_000, "USDC": 1_000_000, "BTC": 10, "ETH": 100, "BNB": 1_000, "SOL": 5_000}
@@ -40,8 +40,6 @@ class SimConfig:
 
 def build_venue(config: SimConfig) -> Venue:
     specs = [make_spec(s) for s in config.symbols]
-    from .venue import wall_ms
-
     engine = MatchingEngine(specs, wall_ms, config.maker_fee_ppm, config.taker_fee_ppm)
     assets = {a for s in specs for a in (s.base, s.quote)}
     balances = {a: DEFAULT_BALANCES.get(a, 10_000) * SCALE for a in sorted(assets)}

@@ -14,7 +14,6 @@ minimum session TTL (which Consul may double). Here:
 Servers must run with `session_ttl_min` no larger than what the deployment
 uses and accept check TTLs of about one second (see the README).
 """
-import asyncio
 import base64
 import json
 import time

@@ -155,10 +155,11 @@ class FailoverController:
             self._acquiring = None
         elif isinstance(action, roles.ProtectiveCancel):
             self.timings["acquired"] = now
-            self._spawn(self._step(self.engine.protective_cancel, roles.ProtectiveCancelDone, "protective cancel"))
+            self._spawn(self._step(self.engine.protective_cancel, roles.ProtectiveCancelDone, "protective cancel",
+                                   lambda _: True))
         elif isinstance(action, roles.Reconcile):
             self.timings["protective_cancel_done"] = now
-            self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile"))
+            self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile", lambda _: True))
         elif isinstance(action, roles.StartQuoting):
             self.timings["reconciled"] = now
             self.engine.set_trading(True)
@@ -168,7 +169,7 @@ class FailoverController:
         elif isinstance(action, roles.CancelOwnOrders):
             reason = f"own epoch {action.epoch}"
             self._spawn(self._step(lambda: self.engine.cancel_own_orders(reason), roles.OwnOrdersCancelled,
-                                   "own-order cancel"))
+                                   "own-order cancel", lambda remaining: remaining == 0))
         elif isinstance(action, roles.ReleaseLock):
             if action.target is not None:
                 self.handover_to = (action.target, now + HANDOVER_MARKER_S)
@@ -189,16 +190,16 @@ class FailoverController:
                 log.warning("lock backend unavailable while acquiring", error=str(exc))
                 await asyncio.sleep(0.05)
 
-    async def _step(self, run, done_event, what: str) -> None:
-        """Runs a takeover or fencing step until it succeeds: a venue hiccup
-        retries; the machine is never left waiting for an event that never comes."""
+    async def _step(self, run, done_event, what: str, succeeded) -> None:
+        """Runs a takeover or fencing step until `succeeded(result)`: a venue
+        hiccup retries; the machine is never left waiting for an event that never comes."""
         while True:
             try:
-                left = await run()
-                if not (what == "own-order cancel" and left):
+                result = await run()
+                if succeeded(result):
                     self.submit(done_event(self.clock()))
                     return
-                log.warning(f"{what}: {left} order(s) still resting; again")
+                log.warning(f"{what} incomplete; again", result=result)
             except (ve.VenueError, BackendUnavailable) as exc:
                 log.warning(f"{what} failed; retrying", error=str(exc))
             await asyncio.sleep(0.1)
