@@ -27,6 +27,7 @@ from .oms import ManagedOrder, Oms, Status
 from .order_gate import NotPermitted, OrderGate
 from .rest import VenueRest
 from .state_store import StateStore
+from .stats_log import StatsLog
 from .userstream import UserStream
 
 log = logs.get("engine")
@@ -48,6 +49,8 @@ class NodeEngine:
         self._solo_lease = Lease.solo(0) if self.solo else None
         self.trading_lock = None  # cluster mode: the TradingLock the failover controller drives
         self.trading_enabled = self.solo  # cluster mode: only while the controller says primary
+        self.role_entries: dict[str, int] = {}  # how often each role was entered: self-fences for /metrics
+        self.stats = StatsLog(self)
         self.role = "starting"
         self.orphans_cancelled = 0
         self.quoting = False
@@ -68,6 +71,22 @@ class NodeEngine:
         self.marketdata: MarketData | None = None
         self.userstream: UserStream | None = None
         self._tasks: list[asyncio.Task] = []
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @role.setter
+    def role(self, role: str) -> None:
+        # Set by the failover controller (cluster) or _set_role (solo); counted
+        # for /metrics, and the ops stats line is cut so each is one role's.
+        if role == getattr(self, "_role", None):
+            return
+        previous = getattr(self, "_role", None)
+        self._role = role
+        self.role_entries[role] = self.role_entries.get(role, 0) + 1
+        if previous is not None:
+            self.stats.cut(f"role {previous} -> {role}", role=previous)
 
     # -- views -------------------------------------------------------------------
     def risk_view(self) -> risk.RiskView:
@@ -148,6 +167,7 @@ class NodeEngine:
             await asyncio.sleep(0.02)
 
         self._spawn(self._reconcile_loop(), "reconcile")
+        self._spawn(self.stats.run(self._stop), "stats")
         self._spawn(self._quote_loop(), "quoter")
         self._evaluate_quoting()
 
@@ -171,6 +191,7 @@ class NodeEngine:
             await self._sends_settled()
         if self.rest is not None and self.oms.live:
             await self.cancel_own_orders("shutdown")
+        self.stats.cut("stopping")
         self._stop.set()
         for task in self._tasks:
             task.cancel()

@@ -7,6 +7,7 @@ import websockets
 
 from .. import logs
 from .book import Applied, LocalBook
+from .histogram import Histogram
 from .messages import DepthUpdate
 from .rest import VenueRest
 
@@ -29,6 +30,7 @@ class MarketData:
         self.reconnects = 0
         self.messages = 0
         self.malformed = 0
+        self.lag = Histogram()  # venue event time to our receipt, wall clocks (kept by chrony)
         self._snapshot_task: asyncio.Task | None = None
 
     def handle(self, raw: bytes | str) -> Applied | None:
@@ -38,6 +40,7 @@ class MarketData:
             self.malformed += 1
             return None
         self.messages += 1
+        self.lag.observe(max(0.0, time.time() - event.E / 1000))
         result = self.book.on_event(event, self.clock())
         if result is Applied.APPLIED:
             self.on_update()

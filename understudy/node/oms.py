@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from . import client_ids
+from .histogram import Histogram
 from .messages import ExecutionReport, OpenOrder, OrderReply
 
 
@@ -80,6 +81,8 @@ class Oms:
         self.live: dict[str, ManagedOrder] = {}
         self.finished: deque[ManagedOrder] = deque(maxlen=FINISHED_KEPT)
         self.outcomes: dict[str, int] = {}
+        self.ack_latency = Histogram()  # send to the venue's REST reply, seconds
+        self.cancel_latency = Histogram()  # cancel sent to its confirmation
         self._seen_trades: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._finished_by_id: dict[str, ManagedOrder] = {}
 
@@ -107,7 +110,9 @@ class Oms:
         if order is None:
             return
         order.order_id = reply.orderId
-        order.acked_at = order.acked_at or now
+        if order.acked_at is None:
+            self.ack_latency.observe(now - order.sent_at)
+            order.acked_at = now
         order.filled = max(order.filled, reply.executedQty)
         self._advance(order, _VENUE_STATUS.get(reply.status, Status.NEW), now)
 
@@ -131,6 +136,8 @@ class Oms:
     def on_cancelled(self, client_id: str, executed_qty: float, now: float) -> None:
         order = self.live.get(client_id)
         if order is not None:
+            if order.cancel_sent_at is not None:
+                self.cancel_latency.observe(now - order.cancel_sent_at)
             order.filled = max(order.filled, executed_qty)
             self._advance(order, Status.CANCELED, now)
 

@@ -27,6 +27,10 @@ class OrderIntent:
     qty: float
 
 
+CHECKS = ("panic-stop", "stale-book", "daily-loss-limit", "max-order-notional", "max-open-orders", "price-band",
+          "max-position")  # every name check() can return; exported per name, zeros included
+
+
 def check(limits: RiskSection, view: RiskView, intent: OrderIntent) -> str | None:
     """None when the order may go; otherwise the name of the limit it breaks."""
     if view.panic:
