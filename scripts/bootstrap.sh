@@ -13,6 +13,12 @@ command -v python3 >/dev/null || missing_debs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_debs+=(python3-venv)
 # The trading-lock tests start their own redis-server processes.
 command -v redis-server >/dev/null || missing_debs+=(redis-server)
+# The deployment tests build a throwaway Debian root, boot it in network
+# namespaces and apply the playbooks over SSH; they verify units offline.
+command -v debootstrap >/dev/null || missing_debs+=(debootstrap)
+command -v ssh >/dev/null || missing_debs+=(openssh-client)
+command -v ip >/dev/null || missing_debs+=(iproute2)
+command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing_debs[*]}"
   export DEBIAN_FRONTEND=noninteractive
