@@ -226,3 +226,67 @@ async def test_metrics_show_exactly_one_lock_holder(cluster):
             assert f'understudy_peer_heartbeat_age_seconds{{node="{node}"}}' in text
             assert f'understudy_role{{node="{node}",role="{role(await cluster.status(session, node))}"}} 1.0' in text
         assert held == {n: n == primary for n in cluster.nodes}
+
+
+def _accepted_new(records, since_us: int, until_us: int = 2**62) -> list[dict]:
+    return [r for r in records if r["kind"] == "request" and r["action"] == "new" and r["outcome"] == "accepted"
+            and since_us <= r["recv_us"] < until_us]
+
+
+async def test_lock_backend_outage_keeps_the_primary_trading_on_the_peer_lease(cluster):
+    """DESIGN §2.4: the primary cannot reach the lock backend but still hears
+    the standby, so it trades on on the peer lease; nobody else trades."""
+    async with aiohttp.ClientSession() as session:
+        primary = await _primary(cluster, session)
+        standby = "sg-2" if primary == "sg-1" else "sg-1"
+        epoch = (await cluster.status(session, primary))["ha"]["epoch"]
+        frozen_us = time.time_ns() // 1000
+        cluster.redis.freeze()
+        try:
+            await asyncio.sleep(1.5)  # past the lock's own lease (ttl 1 s)
+            for _ in range(8):  # 1.6 s more, well past the backend's TTL
+                statuses = {n: await cluster.status(session, n) for n in cluster.nodes}
+                assert statuses[primary]["ha"]["failsafe"]["on_peer_lease"], statuses[primary]["ha"]
+                assert statuses[primary]["lease"]["may_trade"] and statuses[primary]["strategy"]["quoting"]
+                assert role(statuses[primary]) == "primary" and role(statuses[standby]) == "standby"
+                await asyncio.sleep(0.2)
+        finally:
+            cluster.redis.thaw()
+        thawed_us = time.time_ns() // 1000
+        during = _accepted_new(cluster.sim.audit_records(None), frozen_us, thawed_us)
+        print(f"orders accepted during the outage: {len(during)}")
+        assert {(epoch_of(r["client_order_id"]), node_of(r["client_order_id"])) for r in during} <= {(epoch, primary)}
+
+        # The key expired meanwhile: the primary learns the lock is no longer its own,
+        # fences, and the pair contends afresh; one node quotes again under a new epoch.
+        statuses = await cluster.wait_for(session, lambda s: quoting_primary(s) is not None
+                                          and s[quoting_primary(s)]["ha"]["epoch"] > epoch, 15,
+                                          "a quoting primary under a new epoch")
+        assert _overlapping_epochs(cluster.sim.audit_records(None)) == []
+        print("after the outage:", {n: role(s) for n, s in statuses.items()})
+
+
+async def test_without_backend_or_peer_the_primary_self_fences(cluster):
+    async with aiohttp.ClientSession() as session:
+        primary = await _primary(cluster, session)
+        standby = "sg-2" if primary == "sg-1" else "sg-1"
+        cluster.redis.freeze()
+        cluster.nodes[standby].signal(signal.SIGSTOP)
+        cut_us = time.time_ns() // 1000
+        try:
+            # The lock's lease (≤ 0.94 s after the last renewal) and the peer lease
+            # (≤ 0.94 s after the last echoed heartbeat) both run out.
+            status = await cluster.wait_for(session, lambda s: role(s[primary]) != "primary", 5,
+                                            "the primary to fence itself")
+            assert not status[primary]["lease"]["may_trade"]
+            assert any(t["to"] == "fenced" and "peer lease" in t["reason"]
+                       for t in status[primary]["ha"]["transitions"]), status[primary]["ha"]["transitions"]
+            await asyncio.sleep(1.0)
+            late = [r for r in _accepted_new(cluster.sim.audit_records(None), cut_us + 1_300_000)
+                    if node_of(r["client_order_id"]) == primary]
+            assert late == [], "orders created after both leases had run out"
+        finally:
+            cluster.nodes[standby].signal(signal.SIGCONT)
+            cluster.redis.thaw()
+        await cluster.wait_for(session, lambda s: quoting_primary(s) is not None, 15, "the pair trading again")
+        assert _overlapping_epochs(cluster.sim.audit_records(None)) == []

@@ -5,9 +5,17 @@ The lease (`lease.py`) is the only thing the order gate trusts, and it
 expires by itself at its safe deadline: if this loop is starved, wedged or
 cut off from the backend, the gate still refuses from the deadline on.
 Renewal calls are bounded by that same deadline, so none blocks past it.
+
+Failsafe (DESIGN §2.4): while no renewal has *definitely* failed, the lease
+also lasts as long as `failsafe_until()` — a deadline granted by the only
+other node that could trade, which has promised not to before it. A backend
+that cannot be reached therefore does not stop trading while the peer still
+vouches; a backend that answers "not yours" ends the lease at once.
 """
 import asyncio
+import math
 import time
+from dataclasses import replace
 from typing import Callable
 
 from .. import logs
@@ -31,7 +39,8 @@ class TradingLock:
         self.renew_every_s = renew_every_s if renew_every_s is not None else ttl_s / 4
         self.clock = clock
         self.on_lost = on_lost
-        self.lease: Lease | None = None
+        self.failsafe_until: Callable[[], float] = lambda: -math.inf
+        self._lease: Lease | None = None
         self.epoch_floor = 0  # the highest epoch this node has seen; never accept one below it
         self.lost_reason: str | None = None
         self.renewals = 0
@@ -39,17 +48,36 @@ class TradingLock:
         self.renew_latency_s: list[float] = []
         self._renewer: asyncio.Task | None = None
 
+    @property
+    def lease(self) -> Lease | None:
+        """The lock's own lease, stretched to the peer lease while that lasts longer."""
+        lease = self._lease
+        if lease is None:
+            return None
+        peer_until = self.failsafe_until()
+        return lease if peer_until <= lease.safe_deadline else replace(lease, safe_deadline=peer_until)
+
+    @lease.setter
+    def lease(self, lease: Lease | None) -> None:
+        self._lease = lease
+
+    def on_failsafe(self, now: float | None = None) -> bool:
+        """True while the lock's own lease has run out and only the peer lease keeps this node trading."""
+        lease, now = self._lease, self.clock() if now is None else now
+        return lease is not None and not lease.may_trade(now) and self.failsafe_until() > now
+
     def may_trade(self, now: float | None = None) -> bool:
         return self.lease is not None and self.lease.may_trade(self.clock() if now is None else now)
 
     def observe_epoch(self, epoch: int) -> None:
         self.epoch_floor = max(self.epoch_floor, epoch)
 
-    def _grant(self, epoch: int, sent_at: float) -> Lease:
-        return Lease.granted(epoch, sent_at, self.ttl_s, self.drift, self.margin_s)
+    def _grant(self, epoch: int, sent_at: float, not_before: float = -math.inf) -> Lease:
+        return Lease.granted(epoch, sent_at, self.ttl_s, self.drift, self.margin_s, not_before)
 
-    async def try_acquire(self) -> Lease | None:
-        """One attempt, bounded by the life the lease would have."""
+    async def try_acquire(self, not_before: float = -math.inf) -> Lease | None:
+        """One attempt, bounded by the life the lease would have. The lease
+        permits trading from `not_before` on (the peer leases this node granted)."""
         sent_at = self.clock()
         epoch = await self.backend.try_acquire(self.node, self.ttl_s, self.epoch_floor,
                                                self._grant(0, sent_at).safe_deadline)
@@ -61,9 +89,10 @@ class TradingLock:
             await self._quiet_release(epoch)
             return None
         self.observe_epoch(epoch)
-        self.lease = self._grant(epoch, sent_at)
+        self.lease = self._grant(epoch, sent_at, not_before)
         self.lost_reason = None
-        log.info("trading lock acquired", epoch=epoch, lease_s=round(self.lease.time_left(self.clock()), 3))
+        log.info("trading lock acquired", epoch=epoch, lease_s=round(self.lease.time_left(self.clock()), 3),
+                 trade_from_s=round(max(0.0, not_before - self.clock()), 3))
         self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(self.lease.epoch))
         return self.lease
 
@@ -88,8 +117,8 @@ class TradingLock:
             if self.lease is None or self.lease.epoch != epoch:
                 return
             sent_at = self.clock()
-            if not self.lease.may_trade(sent_at):
-                self._lose("safe deadline passed without a renewal")
+            if self.lease.safe_deadline <= sent_at:
+                self._lose("safe deadline passed without a renewal or a peer lease")
                 return
             try:
                 ok = await self.backend.renew(self.node, epoch, self.ttl_s, self.lease.safe_deadline)
@@ -102,12 +131,12 @@ class TradingLock:
             if self.lease is None or self.lease.epoch != epoch:
                 return
             if not ok:
-                self._lose("renewal found the lock owned by someone else")
+                self._lose("renewal found the lock no longer ours")
                 return
             self.renewals += 1
             self.renew_latency_s.append(self.clock() - sent_at)
             del self.renew_latency_s[:-1000]
-            self.lease = self._grant(epoch, sent_at)
+            self.lease = self._grant(epoch, sent_at, self._lease.not_before)
             next_at = sent_at + self.renew_every_s
 
     def _lose(self, reason: str) -> None:

@@ -18,6 +18,7 @@ from ..node.engine import NodeEngine
 from . import roles
 from .heartbeat import Heartbeat, HeartbeatReceiver, HeartbeatSender, Readiness
 from .link import HeartbeatLink
+from .peer_lease import HOLDING_ROLES, PeerLeaseGrants, PeerLeaseHolder
 
 log = logs.get("failover")
 TICK_S = 0.02
@@ -38,11 +39,13 @@ class FailoverController:
                                        nofailover=k.nofailover)
         self.state = roles.State()
         boot = time.time_ns() // 1_000_000
+        self.peer_lease = PeerLeaseHolder(boot, k.silence_s, lock.drift, lock.margin_s)
+        self.grants = PeerLeaseGrants(k.silence_s)
         self.link = HeartbeatLink(
             HeartbeatSender(config.node.id, secrets.heartbeat_key, boot),
             HeartbeatReceiver(config.node.id, k.peer, secrets.heartbeat_key, int(k.max_heartbeat_age_s * 1000)),
             (k.bind_host, k.bind_port), (k.peer_host, k.peer_port), k.heartbeat_interval_s,
-            self._heartbeat_fields, self._on_heartbeat)
+            self._heartbeat_fields, self._on_heartbeat, lambda seq: self.peer_lease.on_sent(seq, self.clock()))
         self.events: asyncio.Queue = asyncio.Queue()
         self.transitions: list[dict] = []
         self.failovers = 0
@@ -50,10 +53,12 @@ class FailoverController:
         self.handover_to: tuple[str, float] | None = None
         self.timings: dict[str, float] = {}
         self.takeover_reason = ""
+        self._recorded_epoch: int | None = None
         self._acquiring: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._last_health: bool | None = None
         lock.on_lost = lambda reason: self.submit(roles.LeaseLost(self.clock(), reason))
+        lock.failsafe_until = lambda: self.peer_lease.until
         engine.trading_lock = lock
         engine.ha = self  # for /metrics
 
@@ -72,7 +77,10 @@ class FailoverController:
         now = self.clock()
         ready = self.engine.readiness()
         handover = self.handover_to[0] if self.handover_to and self.handover_to[1] > now else None
+        # Only a standby vouches for the primary; a node that wants the lock stops echoing.
+        echo_boot, echo_seq = self.grants.echo(now, granting=self.state.role is roles.Role.STANDBY)
         return {
+            "echo_boot": echo_boot, "echo_seq": echo_seq,
             "role": self.state.role.value, "epoch": lease.epoch if lease else None,
             "lease_left_ms": int(lease.time_left(now) * 1000) if lease else 0,
             "ready": Readiness(market_data=ready["market_data"], account=ready["account"], risk=ready["risk"]),
@@ -80,9 +88,12 @@ class FailoverController:
         }
 
     def _on_heartbeat(self, beat: Heartbeat) -> None:
+        now = self.clock()
         if beat.epoch is not None:
             self.lock.observe_epoch(beat.epoch)
-        self.submit(roles.PeerHeard(self.clock(), beat.role, beat.epoch, beat.ready.all, beat.handover_to))
+        self.grants.on_heartbeat(beat.boot, beat.seq, beat.role, now)
+        self.peer_lease.on_heartbeat(beat.role, beat.echo_boot, beat.echo_seq)
+        self.submit(roles.PeerHeard(now, beat.role, beat.epoch, beat.ready.all, beat.handover_to))
 
     # -- the loop ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,6 +150,10 @@ class FailoverController:
             logs.CONTEXT.role = action.role
             logs.CONTEXT.epoch = self.state.epoch
             self.engine.role = action.role
+            if action.role in HOLDING_ROLES and action.previous not in HOLDING_ROLES:
+                self.peer_lease.begin_tenure(self.link.sender.seq + 1)
+            elif action.role not in HOLDING_ROLES:
+                self.peer_lease.end_tenure()
             self.transitions.append({"at": time.time(), "from": action.previous, "to": action.role,
                                      "reason": action.reason})
             del self.transitions[:-100]
@@ -162,8 +177,7 @@ class FailoverController:
             self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile", lambda _: True))
         elif isinstance(action, roles.StartQuoting):
             self.timings["reconciled"] = now
-            self.engine.set_trading(True)
-            self._spawn(self._record_takeover(action.epoch))
+            self._spawn(self._start_quoting(action.epoch))
         elif isinstance(action, roles.StopQuoting):
             self.engine.set_trading(False)
         elif isinstance(action, roles.CancelOwnOrders):
@@ -181,7 +195,7 @@ class FailoverController:
     async def _acquire(self) -> None:
         while True:
             try:
-                lease = await self.lock.try_acquire()
+                lease = await self.lock.try_acquire(not_before=self.grants.expires_at)
                 if lease is not None:
                     self.submit(roles.LeaseAcquired(self.clock(), lease.epoch))
                     return
@@ -211,6 +225,21 @@ class FailoverController:
         except BackendUnavailable as exc:
             # The lease has already ended locally; the key expires by itself.
             log.warning("lock release failed; it will expire", error=str(exc))
+
+    async def _start_quoting(self, epoch: int) -> None:
+        """Quotes once every peer lease this node granted has run out (the
+        gate refuses before that anyway; waiting keeps the refusals out of the counts)."""
+        lease = self.lock.lease
+        if lease is not None and lease.not_before > self.clock():
+            log.warning("waiting for the peer lease we granted to run out before quoting",
+                        wait_s=round(lease.not_before - self.clock(), 3))
+            await asyncio.sleep(lease.not_before - self.clock())
+        if self.state.role is not roles.Role.PRIMARY or self.state.epoch != epoch:
+            return
+        self.engine.set_trading(True)
+        if self._recorded_epoch != epoch:  # not again when a halted primary recovers
+            self._recorded_epoch = epoch
+            await self._record_takeover(epoch)
 
     async def _record_takeover(self, epoch: int) -> None:
         """Waits for the first quote of the new epoch to be acknowledged, then
@@ -249,18 +278,22 @@ class FailoverController:
     def status(self) -> dict:
         peer = self.link.last_peer
         now_ms = time.time_ns() // 1_000_000
+        now_mono = self.clock()
         lease = self.lock.lease
         return {
             "role": self.state.role.value, "reason": self.state.reason, "paused": self.state.paused,
             "nofailover": self.settings.nofailover,
             "epoch": lease.epoch if lease else None,
-            "lease_left_s": round(lease.time_left(self.clock()), 3) if lease else 0.0,
+            "lease_left_s": round(lease.time_left(now_mono), 3) if lease else 0.0,
             "peer": {"node": self.settings.peer, "role": peer.role if peer else None,
                      "epoch": peer.epoch if peer else None,
                      "heartbeat_age_s": round((now_ms - peer.sent_ms) / 1000, 3) if peer else None,
                      "ready": peer.ready.all if peer else False},
             "heartbeats": {"sent": self.link.sent, "accepted": self.link.receiver.accepted,
                            "rejected": dict(self.link.receiver.rejected)},
+            "failsafe": {"on_peer_lease": self.lock.on_failsafe(now_mono),
+                         "peer_lease_left_s": round(self.peer_lease.time_left(now_mono), 3),
+                         "granted_wait_left_s": round(self.grants.wait_left(now_mono), 3)},
             "failovers": self.failovers, "transitions": self.transitions[-10:],
         }
 

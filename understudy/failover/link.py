@@ -24,7 +24,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class HeartbeatLink:
     def __init__(self, sender: HeartbeatSender, receiver: HeartbeatReceiver, bind: tuple[str, int],
                  peer: tuple[str, int], interval_s: float, fields: Callable[[], dict],
-                 on_heartbeat: Callable[[Heartbeat], None]):
+                 on_heartbeat: Callable[[Heartbeat], None], on_sent: Callable[[int], None] = lambda seq: None):
         self.sender = sender
         self.receiver = receiver
         self.bind = bind
@@ -32,6 +32,7 @@ class HeartbeatLink:
         self.interval_s = interval_s
         self.fields = fields
         self.on_heartbeat = on_heartbeat
+        self.on_sent = on_sent
         self.last_peer: Heartbeat | None = None
         self.sent = 0
         self.send_errors = 0
@@ -61,9 +62,8 @@ class HeartbeatLink:
         """Also called on a role change, so the peer learns of it at once."""
         if self._transport is None:
             return
-        echo = self.last_peer
-        datagram = self.sender.next(time.time_ns() // 1_000_000, echo_boot=echo.boot if echo else 0,
-                                    echo_seq=echo.seq if echo else 0, **self.fields())
+        datagram = self.sender.next(time.time_ns() // 1_000_000, **self.fields())
+        self.on_sent(self.sender.seq)
         try:
             self._transport.sendto(datagram, self.peer)
             self.sent += 1
