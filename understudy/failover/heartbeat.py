@@ -43,7 +43,7 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     epoch: int | None = None
     lease_left_ms: int = 0
     ready: Readiness = Readiness()
-    echo_boot: int = 0  # the last (boot, seq) this node received from its peer
+    echo_boot: int = 0  # a standby's echo of the primary's (boot, seq): the peer lease (peer_lease.py)
     echo_seq: int = 0
     handover_to: str | None = None  # set while the sender hands the lock to this node
     paused: bool = False
