@@ -8,6 +8,7 @@ from .. import logs
 from ..config import NodeConfig, Secrets
 from .admin import build_admin_app
 from .engine import NodeEngine
+from .sdnotify import SystemdNotifier
 
 log = logs.get("node")
 
@@ -25,6 +26,8 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier = SystemdNotifier()  # a no-op unless systemd started us with Type=notify
+    watchdog = notifier.start_watchdog()
 
     runner = web.AppRunner(build_admin_app(engine, secrets.admin_token, controller), access_log=None)
     await runner.setup()
@@ -41,6 +44,7 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         if starting.done():
             starting.result()
             log.info("node ready", quoting=engine.quoting, halt_reasons=engine.halt_reasons)
+            notifier.ready()
             if controller is not None:
                 await controller.run(stop)
             else:
@@ -52,6 +56,7 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         log.critical("node failed", error=repr(exc))
         exit_code = 1
     finally:
+        notifier.stopping()
         stopping.cancel()
         if controller is not None:
             await controller.close()
@@ -67,5 +72,8 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
             await controller.lock.close()
             await controller.lock.backend.close()
         await runner.cleanup()
+    if watchdog is not None:
+        watchdog.cancel()
+    notifier.close()
     log.info("stopped", exit_code=exit_code)
     return exit_code
