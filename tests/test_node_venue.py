@@ -1,7 +1,7 @@
 """The node's venue-facing parts against the simulated exchange over real
 sockets: book sync and resync, and the order path through the lease gate."""
 import asyncio
-import dataclasses
+import msgspec
 import math
 import time
 
@@ -173,7 +173,7 @@ async def test_the_gate_refuses_without_a_valid_lease(harness, quiet_sim):
         await harness.gate.send(harness.order("BUY", 59950.0, 0.001))
 
     harness.lease = Lease.solo(3)
-    harness.view = dataclasses.replace(harness.view, panic=True)
+    harness.view = msgspec.structs.replace(harness.view, panic=True)
     with pytest.raises(NotPermitted, match="panic-stop"):
         await harness.gate.send(harness.order("BUY", 59950.0, 0.001))
 
@@ -215,7 +215,7 @@ RISK_CASES = [
 
 @pytest.mark.parametrize("limit, change, side, price, qty", RISK_CASES)
 async def test_every_risk_limit_refuses_at_the_gate(harness, quiet_sim, limit, change, side, price, qty):
-    harness.view = dataclasses.replace(harness.view, **change)
+    harness.view = msgspec.structs.replace(harness.view, **change)
     refused = harness.order(side, price, qty)
     with pytest.raises(NotPermitted) as exc:
         await harness.gate.send(refused)

@@ -3,7 +3,13 @@ procedure: buffer the diff stream, load a REST snapshot, drop the events it
 already covers, then apply diffs whose `U` follows the last `u` exactly.
 Any hole means a resync. Sans-I/O: the caller fetches snapshots and passes
 `now` (monotonic seconds).
+
+Each side also keeps its prices in a sorted list, so the best price after
+the best level is deleted is a lookup, not a scan of the whole side: that
+scan was the largest single cost between a depth event and the order it
+causes.
 """
+from bisect import bisect_left, insort
 from enum import Enum
 
 from .messages import DepthSnapshot, DepthUpdate
@@ -30,6 +36,8 @@ class LocalBook:
         self.update_id = 0
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
+        self._bid_prices: list[float] = []  # ascending, as are the ask prices
+        self._ask_prices: list[float] = []
         self.best_bid: float | None = None
         self.best_ask: float | None = None
         self.updated_at = float("-inf")
@@ -69,10 +77,12 @@ class LocalBook:
         older than the buffered stream, fetch another."""
         if self._buffer and snapshot.lastUpdateId < self._buffer[0].U - 1:
             return False
-        self.bids = {p: q for p, q in snapshot.bids}
-        self.asks = {p: q for p, q in snapshot.asks}
-        self.best_bid = max(self.bids) if self.bids else None
-        self.best_ask = min(self.asks) if self.asks else None
+        self.bids = {p: q for p, q in snapshot.bids if q}
+        self.asks = {p: q for p, q in snapshot.asks if q}
+        self._bid_prices = sorted(self.bids)
+        self._ask_prices = sorted(self.asks)
+        self.best_bid = self._bid_prices[-1] if self._bid_prices else None
+        self.best_ask = self._ask_prices[0] if self._ask_prices else None
         self.update_id = snapshot.lastUpdateId
         self.updated_at = now
         buffered, self._buffer = self._buffer, []
@@ -95,28 +105,30 @@ class LocalBook:
         self._buffer = buffer
 
     def _apply(self, event: DepthUpdate, now: float) -> None:
-        bids, best_bid, rescan_bid = self.bids, self.best_bid, False
+        bids, bid_prices = self.bids, self._bid_prices
         for price, qty in event.b:
             if qty:
+                if bids.get(price) is None:
+                    insort(bid_prices, price)
                 bids[price] = qty
-                if best_bid is None or price > best_bid:
-                    best_bid = price
-            elif bids.pop(price, None) is not None and price == best_bid:
-                rescan_bid = True
-        asks, best_ask, rescan_ask = self.asks, self.best_ask, False
+            elif bids.pop(price, None) is not None:
+                del bid_prices[bisect_left(bid_prices, price)]
+        asks, ask_prices = self.asks, self._ask_prices
         for price, qty in event.a:
             if qty:
+                if asks.get(price) is None:
+                    insort(ask_prices, price)
                 asks[price] = qty
-                if best_ask is None or price < best_ask:
-                    best_ask = price
-            elif asks.pop(price, None) is not None and price == best_ask:
-                rescan_ask = True
-        self.best_bid = (max(bids) if bids else None) if rescan_bid else best_bid
-        self.best_ask = (min(asks) if asks else None) if rescan_ask else best_ask
+            elif asks.pop(price, None) is not None:
+                del ask_prices[bisect_left(ask_prices, price)]
+        self.best_bid = bid_prices[-1] if bid_prices else None
+        self.best_ask = ask_prices[0] if ask_prices else None
         if self.best_bid is not None and self.best_ask is not None and self.best_bid >= self.best_ask:
             self.crossed_events += 1
         self.update_id = event.u
         self.updated_at = now
 
     def top_levels(self, depth: int) -> tuple[list, list]:
-        return (sorted(self.bids.items(), reverse=True)[:depth], sorted(self.asks.items())[:depth])
+        bids, asks = self.bids, self.asks
+        return ([(p, bids[p]) for p in reversed(self._bid_prices[-depth:])] if depth > 0 else [],
+                [(p, asks[p]) for p in self._ask_prices[:depth]])

@@ -23,7 +23,7 @@ from .client_ids import ClientIdFactory
 from .instrument import Instrument
 from .marketdata import MarketData
 from .messages import AccountPosition, ExecutionReport
-from .oms import ManagedOrder, Oms, Status
+from .oms import ManagedOrder, Oms
 from .order_gate import NotPermitted, OrderGate
 from .rest import VenueRest
 from .state_store import StateStore
@@ -92,12 +92,11 @@ class NodeEngine:
     def risk_view(self) -> risk.RiskView:
         now = self.clock()
         mid = self.book.mid() if self.book.is_live() else None
+        open_orders, open_buy_qty, open_sell_qty = self.oms.exposure()
         return risk.RiskView(
             mid=mid, book_age_s=self.book.age(now), position=self.account.position if self.account else 0.0,
-            open_orders=self.oms.count() - self.oms.count(Status.PENDING_CANCEL),
-            open_buy_qty=self.oms.open_qty("BUY"),
-            open_sell_qty=self.oms.open_qty("SELL"), daily_pnl=self.daily_pnl(mid),
-            panic=self.panic_reason is not None)
+            open_orders=open_orders, open_buy_qty=open_buy_qty, open_sell_qty=open_sell_qty,
+            daily_pnl=self.daily_pnl(mid), panic=self.panic_reason is not None)
 
     def daily_pnl(self, mid: float | None = None) -> float:
         if self.account is None or self.day is None:
@@ -337,11 +336,10 @@ class NodeEngine:
         mid = self.book.mid()
         desired = strategy.desired_quotes(mid, self.account.position, self.cfg.risk.max_position,
                                           self.cfg.strategy, self.instrument)
-        working = {key: strategy.Quote(o.side, o.level, o.price_ticks, o.qty_steps)
-                   for key, o in self.oms.working().items()}
+        live = self.oms.working()
+        working = {key: strategy.Quote(o.side, o.level, o.price_ticks, o.qty_steps) for key, o in live.items()}
         tolerance = int(mid * self.cfg.strategy.requote_tolerance_bps / 1e4 / self.instrument.tick_size)
         cancel, place = strategy.stale_quotes(working, desired, tolerance)
-        live = self.oms.working()
         # Cancels go out first, but the new quotes do not wait a round trip for
         # their answers: until answered, a cancelled quote still counts against
         # the position limit (it may yet fill), just not as a resting order.

@@ -1,10 +1,12 @@
 """A symbol's trading rules, and prices and sizes rounded to them."""
+import functools
 import math
 from dataclasses import dataclass
 
 from .messages import ExchangeInfo
 
 
+@functools.lru_cache(maxsize=64)
 def _decimals(step: float) -> int:
     text = f"{step:.8f}".rstrip("0")
     return len(text.split(".")[1]) if "." in text else 0

@@ -98,6 +98,21 @@ class Oms:
     def open_qty(self, side: str) -> float:
         return sum(o.remaining for o in self.live.values() if o.side == side)
 
+    def exposure(self) -> tuple[int, float, float]:
+        """(orders that count as open — pending cancels do not —, open buy qty,
+        open sell qty) in one pass: the risk view wants them on every order."""
+        open_orders, buy, sell = 0, 0.0, 0.0
+        for o in self.live.values():
+            if o.status is not Status.PENDING_CANCEL:
+                open_orders += 1
+            remaining = o.qty - o.filled
+            if remaining > 0.0:
+                if o.side == "BUY":
+                    buy += remaining
+                else:
+                    sell += remaining
+        return open_orders, buy, sell
+
     def count(self, *statuses: Status) -> int:
         return sum(1 for o in self.live.values() if not statuses or o.status in statuses)
 

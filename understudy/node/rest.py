@@ -7,7 +7,6 @@ fast until Retry-After has passed, and the used weight is tracked from
 deadline rather than a count. Creating an order is never retried here; see
 `order_gate.py`.
 """
-import hashlib
 import hmac
 import re
 import time
@@ -55,7 +54,7 @@ class VenueRest:
     def _signed_query(self, params: dict) -> str:
         params = {**params, "recvWindow": self._recv_window, "timestamp": int(time.time() * 1000)}
         query = encode_query(params)
-        return f"{query}&signature={hmac.new(self._secret, query.encode(), hashlib.sha256).hexdigest()}"
+        return f"{query}&signature={hmac.digest(self._secret, query.encode(), 'sha256').hex()}"
 
     async def request(self, method: str, path: str, params: dict | None = None, signed: bool = False,
                       decode=None):

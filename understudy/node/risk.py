@@ -1,14 +1,14 @@
 """Pre-trade risk: every order intent is checked against the limits at the
 moment it would be sent. Sans-I/O; the primary and the standby run the same
 checks on the same state."""
-from dataclasses import dataclass
+import msgspec
 
 from ..config import RiskSection
 
 
-@dataclass(frozen=True, slots=True)
-class RiskView:
-    """What the checks need to know, read from the engine at send time."""
+class RiskView(msgspec.Struct, frozen=True):
+    """What the checks need to know, read from the engine at send time
+    (a msgspec Struct: built on every order, it must be cheap to build)."""
 
     mid: float | None
     book_age_s: float
@@ -20,8 +20,7 @@ class RiskView:
     panic: bool
 
 
-@dataclass(frozen=True, slots=True)
-class OrderIntent:
+class OrderIntent(msgspec.Struct, frozen=True):
     side: str
     price: float
     qty: float

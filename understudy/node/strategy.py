@@ -1,13 +1,12 @@
 """Two-sided quotes around mid with inventory skew. Sans-I/O and stateless:
 the same inputs give the same quotes on the primary and on the standby."""
-from dataclasses import dataclass
+import msgspec
 
 from ..config import StrategySection
 from .instrument import Instrument
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
+class Quote(msgspec.Struct, frozen=True):
     side: str  # BUY or SELL
     level: int
     price_ticks: int
