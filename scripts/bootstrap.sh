@@ -13,6 +13,9 @@ command -v python3 >/dev/null || missing_debs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_debs+=(python3-venv)
 # The trading-lock tests start their own redis-server processes.
 command -v redis-server >/dev/null || missing_debs+=(redis-server)
+# The alert-rule tests run promtool, the scrape test a real prometheus, the routing test amtool.
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing_debs+=(prometheus)
+command -v amtool >/dev/null || missing_debs+=(prometheus-alertmanager)
 # The deployment tests build a throwaway Debian root, boot it in network
 # namespaces and apply the playbooks over SSH; they verify units offline.
 command -v debootstrap >/dev/null || missing_debs+=(debootstrap)

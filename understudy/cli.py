@@ -147,7 +147,10 @@ def _run_node(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the local demo: simulated exchange, Redis, two nodes and a live failover")
-    p.add_argument("--duration", type=_positive(float), default=10.0, help="seconds of trading before the kill")
+    p.add_argument("--duration", type=_positive(float),
+                   help="seconds of trading: before the kill (default 10), or in all with --solo (default 60)")
+    p.add_argument("--solo", action="store_true",
+                   help="one node in solo mode instead: quotes, fills and inventory for --duration, then a PanicStop")
     p.add_argument("--keep-running", action="store_true", help="leave the cluster up afterwards (Ctrl-C stops it)")
     p.add_argument("--run-dir", default="run/demo", help="where logs, the audit log and node state go")
     p.set_defaults(func=_run_demo)
@@ -156,9 +159,13 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     from pathlib import Path
 
+    if args.solo:
+        from .demo_solo import run as run_solo
+
+        return run_solo(args.duration or 60.0, Path(args.run_dir).resolve())
     from .demo import run
 
-    return run(args.duration, Path(args.run_dir).resolve(), args.keep_running)
+    return run(args.duration or 10.0, Path(args.run_dir).resolve(), args.keep_running)
 
 
 def _add_ops(sub) -> None:
@@ -217,6 +224,12 @@ def _ops(args, command: str) -> int:
     return code
 
 
+def _add_report(sub) -> None:
+    from .report.command import add_parser
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_demo(sub)
     _add_ops(sub)
+    _add_report(sub)
     return parser
 
 
