@@ -54,6 +54,8 @@ class FailoverController:
         self.timings: dict[str, float] = {}
         self.takeover_reason = ""
         self._recorded_epoch: int | None = None
+        self.on_peer_lease = False
+        self.failsafe_entries = 0  # times the lock lease ran out and the peer lease carried on
         self._acquiring: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._last_health: bool | None = None
@@ -127,7 +129,23 @@ class FailoverController:
                 self._last_health = healthy
                 detail = ",".join(k for k, ok in self.engine.readiness().items() if not ok)
                 self.submit(roles.HealthChanged(now, healthy, detail))
+            self._note_failsafe(now)
             self.submit(roles.Tick(now))
+
+    def _note_failsafe(self, now: float) -> None:
+        """Logs the moments trading starts and stops resting on the peer lease alone."""
+        on_peer_lease = self.lock.on_failsafe(now)
+        if on_peer_lease != self.on_peer_lease:
+            self.on_peer_lease = on_peer_lease
+            lease = self.lock.lease
+            if on_peer_lease:
+                self.failsafe_entries += 1
+                log.warning("lock lease ran out with the backend unreachable: trading on the peer lease",
+                            epoch=lease.epoch if lease else None,
+                            peer_lease_left_s=round(self.peer_lease.time_left(now), 3))
+            else:
+                log.warning("no longer trading on the peer lease",
+                            lock_lease_left_s=round(lease.time_left(now), 3) if lease else 0.0)
 
     async def _pause_watch(self, stop: asyncio.Event) -> None:
         paused = None
@@ -291,7 +309,7 @@ class FailoverController:
                      "ready": peer.ready.all if peer else False},
             "heartbeats": {"sent": self.link.sent, "accepted": self.link.receiver.accepted,
                            "rejected": dict(self.link.receiver.rejected)},
-            "failsafe": {"on_peer_lease": self.lock.on_failsafe(now_mono),
+            "failsafe": {"on_peer_lease": self.lock.on_failsafe(now_mono), "entries": self.failsafe_entries,
                          "peer_lease_left_s": round(self.peer_lease.time_left(now_mono), 3),
                          "granted_wait_left_s": round(self.grants.wait_left(now_mono), 3)},
             "failovers": self.failovers, "transitions": self.transitions[-10:],
