@@ -68,3 +68,21 @@ def dashboard_queries() -> list[tuple[str, str]]:
             expr = expr.replace(variable, value)
         out.append((where, expr))
     return out
+
+
+def runbook_queries() -> list[tuple[str, str]]:
+    """(where, expr) of every ```promql block in docs/runbooks/*.md."""
+    found = []
+    for path in sorted((REPO / "docs" / "runbooks").glob("*.md")):
+        block, start = None, 0
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                if block is not None:
+                    found.append((f"{path.name}:{start}", " ".join(block)))
+                    block = None
+                elif stripped[3:].strip() == "promql":
+                    block, start = [], number
+            elif block is not None and stripped:
+                block.append(stripped)
+    return found

@@ -3,7 +3,8 @@
 the alert rules of deploy/prometheus loaded: the lock-ownership query sees
 exactly one holder, and after a SIGKILL of the primary the new one; the
 failover alert fires and the no-holder and split-brain alerts do not. The
-rules and the Grafana dashboard name only metrics the nodes export."""
+rules, the Grafana dashboard and the runbooks' queries name only metrics
+the nodes export, and run."""
 import signal
 import time
 import urllib.request
@@ -12,7 +13,7 @@ import pytest
 
 from tests.clusterproc import Cluster
 from tests.promproc import PrometheusProcess
-from tests.promql import RULES, alert_rules, dashboard_queries, exposed_names, metric_names
+from tests.promql import RULES, alert_rules, dashboard_queries, exposed_names, metric_names, runbook_queries
 from tests.redisproc import RedisProcess
 from tests.simproc import SimProcess
 
@@ -106,6 +107,17 @@ def test_every_dashboard_query_runs_and_names_exported_metrics(pair):
     assert len(prom.query(f'understudy_peer_heartbeat_age_seconds{{job="{JOB}"}} < 60')) == 2
 
 
+def test_every_query_a_runbook_gives_runs_and_names_exported_metrics(pair):
+    cluster, prom = pair
+    exported = _exported(cluster)
+    queries = runbook_queries()
+    assert len(queries) >= 5
+    for where, expr in queries:
+        missing = metric_names(expr) - exported
+        assert not missing, f"{where} reads {missing}, which no node exports: {expr}"
+        prom.query(expr)
+
+
 def test_after_a_sigkill_of_the_primary_the_query_sees_the_new_holder(pair):
     cluster, prom = pair
     [old] = prom.wait_for(HOLDERS, lambda r: len(r) == 1, 20, "one holder")
@@ -129,6 +141,15 @@ def test_after_a_sigkill_of_the_primary_the_query_sees_the_new_holder(pair):
     new_epoch = float(prom.query(f'understudy_lock_epoch{{node="{new_node}"}}')[0]["value"][1])
     assert new_epoch > old_epoch
     assert prom.query(f'up{{job="{JOB}",instance="127.0.0.1:{cluster.admin_ports[old_node]}"}}')[0]["value"][1] == "0"
+
+    # The takeover is counted under its reason, with its steps timed (from detection, on the new holder).
+    prom.wait_for(f'understudy_takeovers_total{{node="{new_node}",reason="peer-silent"}} == 1', bool, 10,
+                  "the takeover counted")
+    [total] = prom.wait_for(f'understudy_takeover_seconds_sum{{node="{new_node}",phase="total"}}', bool, 10,
+                            "the takeover timed")
+    assert 0 < float(total["value"][1]) < 3.0
+    for phase in ("acquire", "protective_cancel", "reconcile", "first_quote"):
+        assert prom.query(f'understudy_takeover_seconds_count{{node="{new_node}",phase="{phase}"}} >= 1'), phase
 
     # The rules saw it too: the failover alert fires for the new holder...
     prom.wait_for('ALERTS{alertname="UnderstudyFailover",alertstate="firing"}',
