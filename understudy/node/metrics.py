@@ -179,6 +179,14 @@ class EngineCollector:
                          {(): self._ha.renew_latency.snapshot()})
         yield _counter("understudy_lease_renew_failures", "lease renewals that got no answer", node,
                        ha.lock.renew_failures)
+        # The failsafe (DESIGN §2.4): trading through a lock backend outage on the standby's word.
+        now = ha.clock()
+        yield _gauge("understudy_failsafe_active", "1 while this node trades on the peer lease alone", node,
+                     1.0 if ha.lock.on_failsafe(now) else 0.0)
+        yield _counter("understudy_failsafe_entries", "times this node started trading on the peer lease alone",
+                       node, ha.failsafe_entries)
+        yield _gauge("understudy_peer_lease_seconds_left", "time left on the peer lease the standby granted", node,
+                     ha.peer_lease.time_left(now))
 
 
 def _gauge(name: str, doc: str, node: str, value: float) -> GaugeMetricFamily:
