@@ -2,15 +2,20 @@
 load, their promtool unit tests pass (and fail when a rule is broken), every
 alert is tested both firing and quiet, carries a severity and leads to a
 runbook section; the Prometheus and Alertmanager examples are valid, and
-Alertmanager routes critical to the pager and warning to chat."""
+Alertmanager routes critical to the pager and warning to chat; the
+runbooks' amtool commands work against a real Alertmanager."""
 import re
 import shutil
 import subprocess
+import time
+import urllib.request
 
 import pytest
 import yaml
 
 from tests.promql import REPO, RULES, alert_rules
+from tests.redisproc import free_port
+from tests.runbooks_md import RUNBOOKS, shell_lines
 
 PROM = REPO / "deploy" / "prometheus"
 RULE_TESTS = sorted((PROM / "tests").glob("*.test.yml"))
@@ -141,3 +146,40 @@ def test_alertmanager_routes_critical_to_the_pager_and_warning_to_chat(labels, r
                   f"--verify.receivers={receivers}", *labels)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receivers
+
+
+def test_the_runbooks_amtool_commands_work_against_a_real_alertmanager(tmp_path):
+    """Debian's Alertmanager on a loopback port with the example config (its
+    secret files in tmp); every amtool line of the runbooks, pointed at it."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "pagerduty-routing-key").write_text("test-routing-key\n")
+    (secrets / "slack-webhook-url").write_text("http://127.0.0.1:9/never-called\n")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(ALERTMANAGER.read_text().replace("/etc/alertmanager/secrets/", f"{secrets}/"))
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([_tool("prometheus-alertmanager"), f"--config.file={config}",
+                             f"--storage.path={tmp_path / 'data'}", f"--web.listen-address={url[7:]}",
+                             "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "alertmanager did not start"
+                time.sleep(0.1)
+        lines = [line for path in RUNBOOKS for line in shell_lines(path) if line.segments()[0][0] == "amtool"]
+        assert lines, "no runbook gives an amtool command"
+        for line in lines:
+            assert "--alertmanager.url=" in line.text, f"{line.where}: name the Alertmanager (--alertmanager.url=)"
+            text = re.sub(r"--alertmanager\.url=\S+", f"--alertmanager.url={url}", line.text)
+            result = subprocess.run(["bash", "-o", "pipefail", "-c", text], capture_output=True, text=True,
+                                    timeout=30)
+            assert result.returncode == 0, f"{line.where}: {line.text}\n{result.stdout}{result.stderr}"
+        silences = _run("amtool", "silence", "query", f"--alertmanager.url={url}")
+        assert "UnderstudyNodeDown" in silences.stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)
