@@ -22,6 +22,12 @@ command -v debootstrap >/dev/null || missing_debs+=(debootstrap)
 command -v ssh >/dev/null || missing_debs+=(openssh-client)
 command -v ip >/dev/null || missing_debs+=(iproute2)
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
+# The chaos drills cut the heartbeat link with netfilter rules inside network namespaces,
+# and build toxiproxy's server with Go (below) when it is not there yet.
+command -v iptables >/dev/null || missing_debs+=(iptables)
+if [ ! -x .tools/bin/toxiproxy-server ] && ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
+  missing_debs+=(golang-go)
+fi
 if [ ${#missing_debs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing_debs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -47,4 +53,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   echo "$wanted" > "$stamp"
+fi
+
+# toxiproxy's server (the chaos drills' TCP faults): `go install` of its module at a pinned
+# version into .tools/ (git-ignored). Its command is cmd/server; .tools/bin/toxiproxy-server
+# points at it. v2.12.0 needs Go >= 1.23; with an older Go (Debian bookworm's golang-go is
+# 1.19) v2.5.0 (its go.mod asks for Go 1.17) has the same toxics.
+if [ ! -x .tools/bin/toxiproxy-server ]; then
+  go_cmd=$(command -v go || echo /usr/local/go/bin/go)
+  go_minor=$("$go_cmd" env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  toxiproxy_version=v2.12.0
+  [ "$go_minor" -ge 23 ] || toxiproxy_version=v2.5.0
+  echo "bootstrap: building toxiproxy-server $toxiproxy_version with $("$go_cmd" env GOVERSION)"
+  GOBIN="$repo_root/.tools/toxiproxy-$toxiproxy_version" \
+    "$go_cmd" install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
+  mkdir -p .tools/bin
+  ln -sfn "../toxiproxy-$toxiproxy_version/server" .tools/bin/toxiproxy-server
 fi

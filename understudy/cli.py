@@ -230,6 +230,25 @@ def _add_report(sub) -> None:
     add_parser(sub)
 
 
+def _add_drill(sub) -> None:
+    p = sub.add_parser("drill", help="chaos drill: inject a fault into a local pair and check the invariants",
+                       description="Runs a chaos drill on a local pair (the sim, Redis, toxiproxy and two nodes, "
+                                   "each in its own network namespace; needs root) and judges it from the venue's "
+                                   "audit log. SCENARIO is a scenario name, several separated by commas, or 'all'; "
+                                   "'list' prints them.")
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--repeat", type=_positive(int), default=1, help="runs of each scenario")
+    p.add_argument("--report", metavar="DIR", help="where reports go (default reports/drills/<time>)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG timeline plots")
+    p.set_defaults(func=_run_drill)
+
+
+def _run_drill(args) -> int:
+    from .chaos.cli import run
+
+    return run(args.scenario, args.repeat, args.report, not args.no_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_demo(sub)
     _add_ops(sub)
+    _add_drill(sub)
     _add_report(sub)
     return parser
 

@@ -1,0 +1,412 @@
+"""One drill run: a fresh pair on the lab, the faults a scenario injects, and
+the evidence afterwards.
+
+Each node runs the shipped example config (`examples/cluster/`) pointed at
+this run's venue account, Redis and proxies:
+
+    node ns ── uplink ──> toxiproxy (root ns) ──> sim (REST), sim (streams), redis (lock)
+    node ns ── peer link (UDP heartbeats, netfilter rules) ── other node ns
+
+Everything the drill does is recorded as a `DrillEvent` at the instant it is
+done, so the checker can line faults up with the venue's audit log.
+"""
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import aiohttp
+
+from ..demo import _free_port
+from ..node.rest import VenueRest
+from .evidence import DrillEvent, Evidence, read_audit, read_node_log_file
+from .lab import NODES, Lab
+from .netfilter import HeartbeatCut, UdpPath
+from .processes import DrillChild
+from .toxics import Link
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "cluster"
+ADMIN_PORT = 9100
+HEARTBEAT_PORT = 7400
+NODE_COMMAND = (sys.executable, "-m", "understudy.cli", "node", "run")
+STATUS_TIMEOUT_S = 0.5
+
+
+class DrillError(RuntimeError):
+    """The drill could not do what the scenario asked (not an invariant violation)."""
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(config: dict) -> str:
+    """Tables of scalars, nested tables as [a.b]; a secret reference stays inline."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict) -> None:
+        lines.append(f"[{name}]")
+        nested = []
+        for key, value in body.items():
+            if isinstance(value, dict) and not set(value) <= {"env", "file"}:
+                nested.append((key, value))
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+        for key, value in nested:
+            table(f"{name}.{key}", value)
+
+    for name, body in config.items():
+        table(name, body)
+    return "\n".join(lines)
+
+
+def _quoting_primary(statuses: dict) -> str | None:
+    quoting = [n for n, s in statuses.items() if s and s["ha"]["role"] == "primary" and s["strategy"]["quoting"]
+               and {o["side"] for o in s["orders"]} == {"BUY", "SELL"}]
+    return quoting[0] if len(quoting) == 1 else None
+
+
+def _role(status: dict | None) -> str | None:
+    return status["ha"]["role"] if status else None
+
+
+class Drill:
+    """One run of one scenario on a lab."""
+
+    def __init__(self, lab: Lab, run_dir: Path, persistence: bool = False,
+                 node_command: tuple[str, ...] = NODE_COMMAND):
+        self.lab = lab
+        self.run_dir = run_dir
+        self.persistence = persistence
+        self.node_command = tuple(node_command)
+        self.events: list[DrillEvent] = []
+        self.problems: list[str] = []  # what the scenario expected to see and did not
+        self.roles_at_fault: tuple[str, str] | None = None  # (primary, standby) when the fault began
+        self.api_key, self.api_secret = lab.take_account()
+        self.admin_token = secrets.token_hex(16)
+        self.env = {**os.environ, "UNDERSTUDY_API_KEY": self.api_key, "UNDERSTUDY_API_SECRET": self.api_secret,
+                    "UNDERSTUDY_ADMIN_TOKEN": self.admin_token,
+                    "UNDERSTUDY_HEARTBEAT_KEY": secrets.token_hex(32),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        self.nodes: dict[str, DrillChild] = {}
+        self.links: dict[str, dict[str, Link]] = {}
+        self.cuts: dict[tuple[str, str], HeartbeatCut] = {}
+        self.redis: DrillChild | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.started = time.time()
+        self.ended = 0.0
+        self._audit_offset = lab.audit_size()
+        self._load_task: asyncio.Task | None = None
+        self.loader_orders = 0
+        example = tomllib.loads((EXAMPLES / "sg-1.toml").read_text())
+        self.ttl_s = example["lock"]["ttl_s"]
+        self.silence_s = example["cluster"]["silence_s"]
+
+    # -- set-up and tear-down ------------------------------------------------------
+    async def __aenter__(self) -> "Drill":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.session = aiohttp.ClientSession()
+        try:
+            self._start_backend()
+            self._make_links()
+            self._make_cuts()
+            for node in NODES:
+                (self.run_dir / f"{node}.toml").write_text(to_toml(self._config(node)))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._load_task is not None:
+            self._load_task.cancel()
+            await asyncio.gather(self._load_task, return_exceptions=True)
+        for node, child in self.nodes.items():
+            if child.alive:
+                self.record("stop", node, "end of the drill")
+            await asyncio.to_thread(child.stop)
+        self.ended = time.time()
+        for cut in self.cuts.values():
+            cut.heal()
+        for links in self.links.values():
+            for link in links.values():
+                link.destroy()
+        self.links.clear()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    def _start_backend(self) -> None:
+        redis_dir = self.run_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        if shutil.which("redis-server") is None:
+            raise DrillError("redis-server is not installed (scripts/bootstrap.sh installs it)")
+        self.redis_port = _free_port()
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistence else ["--appendonly", "no"]
+        self.redis = DrillChild("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                          "--save", "", *persistence, "--dir", str(redis_dir)],
+                                self.run_dir / "redis.log")
+        self.redis.wait_for(re.compile("Ready to accept connections"), 10)
+
+    def _make_links(self) -> None:
+        tag = self.run_dir.name[-24:]
+        upstreams = {"lock": f"127.0.0.1:{self.redis_port}", "rest": f"127.0.0.1:{self.lab.sim_port}",
+                     "streams": f"127.0.0.1:{self.lab.sim_port}"}
+        for node in NODES:
+            witness = self.lab.network.nodes[node].witness_ip
+            self.links[node] = {kind: self.lab.toxiproxy.link(f"{tag}-{secrets.token_hex(3)}-{node}-{kind}",
+                                                              f"{witness}:0", upstream)
+                                for kind, upstream in upstreams.items()}
+
+    def _make_cuts(self) -> None:
+        net = self.lab.network
+        for src in NODES:
+            for dst in NODES:
+                if src != dst:
+                    self.cuts[(src, dst)] = HeartbeatCut(lambda argv, n=src: net.run_in(n, argv),
+                                                         UdpPath(net.nodes[dst].peer_ip, HEARTBEAT_PORT))
+
+    def _config(self, node: str) -> dict:
+        peer = next(n for n in NODES if n != node)
+        net, peer_net = self.lab.network.nodes[node], self.lab.network.nodes[peer]
+        links = self.links[node]
+        config = tomllib.loads((EXAMPLES / f"{node}.toml").read_text())
+        secret = {"api_key": "UNDERSTUDY_API_KEY", "api_secret": "UNDERSTUDY_API_SECRET"}
+        config["node"]["state_dir"] = str(self.run_dir / f"state-{node}")
+        config["venue"].update(rest_url=f"http://{links['rest'].address}",
+                               stream_url=f"ws://{links['streams'].address}",
+                               ws_api_url=f"ws://{links['streams'].address}/ws-api/v3",
+                               **{k: {"env": v} for k, v in secret.items()})
+        config["admin"].update(host=net.uplink_ip, port=ADMIN_PORT, token={"env": "UNDERSTUDY_ADMIN_TOKEN"})
+        redis = config["lock"]["redis"]
+        redis.pop("username", None)
+        redis.pop("password", None)
+        redis.update(host=links["lock"].host, port=links["lock"].port)
+        config["cluster"].update(bind_host=net.peer_ip, bind_port=HEARTBEAT_PORT, peer_host=peer_net.peer_ip,
+                                 peer_port=HEARTBEAT_PORT, heartbeat_key={"env": "UNDERSTUDY_HEARTBEAT_KEY"},
+                                 peer_admin_url=f"http://{peer_net.uplink_ip}:{ADMIN_PORT}")
+        return config
+
+    # -- the record ----------------------------------------------------------------
+    def record(self, kind: str, node: str | None = None, detail: str = "") -> float:
+        at = time.time()
+        self.events.append(DrillEvent(at, kind, node, detail))
+        return at
+
+    def fault(self, detail: str) -> float:
+        """The instant the scenario's fault begins: takeover time is measured from here."""
+        return self.record("fault", None, detail)
+
+    def expect(self, condition: bool, problem: str) -> None:
+        if not condition:
+            self.problems.append(problem)
+
+    # -- processes -----------------------------------------------------------------
+    def start(self, *nodes: str) -> None:
+        for node in nodes:
+            self.record("start", node)
+            argv = [*self.node_command, "--config", str(self.run_dir / f"{node}.toml")]
+            argv = self.lab.network.nodes[node].exec_argv(argv)
+            child = self.nodes.get(node)
+            if child is None:
+                self.nodes[node] = DrillChild(node, argv, self.run_dir / f"{node}.log", self.env)
+            else:
+                child.start()
+
+    def kill(self, node: str) -> None:
+        self.record("kill", node, "SIGKILL")
+        self.nodes[node].kill()
+
+    def freeze(self, node: str) -> None:
+        self.record("freeze", node, "SIGSTOP")
+        self.nodes[node].freeze()
+
+    def thaw(self, node: str) -> None:
+        self.nodes[node].thaw()
+        self.record("thaw", node, "SIGCONT")
+
+    async def stop(self, node: str) -> None:
+        """SIGTERM: the node cancels its orders and releases the lock."""
+        self.record("stop", node, "SIGTERM")
+        await asyncio.to_thread(self.nodes[node].stop)
+
+    async def restart(self, node: str) -> None:
+        await self.stop(node)
+        self.start(node)
+
+    # -- links -----------------------------------------------------------------------
+    def cut(self, src: str, dst: str) -> None:
+        """Drops heartbeats from `src` to `dst`."""
+        self.record("hb-cut", src, dst)
+        self.cuts[(src, dst)].cut()
+
+    def heal(self, src: str, dst: str) -> None:
+        self.cuts[(src, dst)].heal()
+        self.record("hb-heal", src, dst)
+
+    def partition(self) -> None:
+        for src, dst in self.cuts:
+            self.cut(src, dst)
+
+    def heal_partition(self) -> None:
+        for src, dst in self.cuts:
+            self.heal(src, dst)
+
+    def lock_down(self, node: str) -> None:
+        self.record("lock-down", node)
+        self.links[node]["lock"].down()
+
+    def lock_up(self, node: str) -> None:
+        self.links[node]["lock"].up()
+        self.record("lock-up", node)
+
+    def streams_down(self, node: str) -> None:
+        self.record("streams-down", node)
+        self.links[node]["streams"].down()
+
+    def streams_up(self, node: str) -> None:
+        self.links[node]["streams"].up()
+        self.record("streams-up", node)
+
+    def rest_latency(self, node: str, ms: int) -> None:
+        self.record("rest-slow", node, f"{ms} ms on every request")
+        self.links[node]["rest"].latency(ms, stream="upstream")
+
+    def rest_clear(self, node: str) -> None:
+        self.links[node]["rest"].clear()
+        self.record("rest-fast", node)
+
+    async def restart_backend(self) -> None:
+        """Kills Redis and starts it again on the same port (and data directory)."""
+        detail = "with persistence (AOF, fsync always)" if self.persistence else "without persistence"
+        self.record("backend-restart", None, detail)
+        self.redis.kill()
+        self.redis.start()
+        await asyncio.to_thread(self.redis.wait_for, re.compile("Ready to accept connections"), 10)
+        self.record("note", None, "lock backend serving again")
+
+    async def probe_rest(self, node: str) -> float:
+        """Seconds a REST ping takes through this node's REST link (from the witness)."""
+        started = time.monotonic()
+        async with self.session.get(f"http://{self.links[node]['rest'].address}/api/v3/ping",
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            await resp.read()
+        return time.monotonic() - started
+
+    # -- operator actions ------------------------------------------------------------
+    async def switchover(self, to: str) -> dict:
+        primary = next(n for n in NODES if n != to)
+        self.record("switchover", to, f"understudy switchover --to {to}")
+        url = f"http://{self.lab.network.nodes[primary].uplink_ip}:{ADMIN_PORT}/switchover"
+        async with self.session.post(url, json={"to": to}, headers={"Authorization": f"Bearer {self.admin_token}"},
+                                     timeout=aiohttp.ClientTimeout(total=20)) as resp:
+            result = await resp.json()
+        if not result.get("ok"):
+            raise DrillError(f"switchover to {to} refused: {result}")
+        return result
+
+    def start_load(self, orders_per_s: float, duration_s: float) -> None:
+        """Marketable orders from another account, taking from the book the pair quotes into."""
+        self.record("load-start", None, f"{orders_per_s:g} market orders/s for {duration_s:g} s")
+        self._load_task = asyncio.get_running_loop().create_task(self._load(orders_per_s, duration_s))
+
+    async def _load(self, orders_per_s: float, duration_s: float) -> None:
+        key, secret = self.lab.loader_account
+        rest = VenueRest(self.session, self.lab.sim_url, key, secret)
+        count = int(orders_per_s * duration_s)
+        for i in range(count):  # bounded in count and, by the sleep, in time
+            params = {"symbol": "BTCUSDT", "side": "BUY" if i % 2 else "SELL", "type": "MARKET",
+                      "quantity": "0.001"}
+            try:
+                await rest.request("POST", "/api/v3/order", params, signed=True)
+                self.loader_orders += 1
+            except Exception:  # noqa: BLE001 - load is best effort; the count says how much got through
+                pass
+            await asyncio.sleep(1 / orders_per_s)
+        self.record("load-stop", None, f"{self.loader_orders} orders sent")
+
+    async def load_done(self, timeout: float) -> None:
+        if self._load_task is not None:
+            await asyncio.wait_for(self._load_task, timeout)
+
+    # -- watching --------------------------------------------------------------------
+    async def status(self, node: str) -> dict | None:
+        child = self.nodes.get(node)
+        if child is None or not child.alive or child.frozen:
+            return None
+        url = f"http://{self.lab.network.nodes[node].uplink_ip}:{ADMIN_PORT}/status"
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)) as resp:
+                return await resp.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+
+    async def statuses(self) -> dict:
+        results = await asyncio.gather(*(self.status(n) for n in NODES))
+        return dict(zip(NODES, results))
+
+    async def wait(self, predicate, timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        statuses: dict = {}
+        while time.monotonic() < deadline:
+            statuses = await self.statuses()
+            if predicate(statuses):
+                return statuses
+            await asyncio.sleep(0.05)
+        roles = {n: (_role(s), (s or {}).get("strategy", {}).get("quoting")) for n, s in statuses.items()}
+        raise DrillError(f"timed out after {timeout:.0f} s waiting for {what} (role, quoting: {roles})")
+
+    async def ready_pair(self, timeout: float = 40.0, primary: str | None = None) -> tuple[str, str]:
+        """Waits for one quoting primary and a ready standby; returns (primary, standby)."""
+        def ready(s: dict) -> bool:
+            p = _quoting_primary(s)
+            if p is None or (primary is not None and p != primary):
+                return False
+            other = next(n for n in NODES if n != p)
+            return _role(s[other]) == "standby" and s[p]["ha"]["peer"]["ready"]
+        statuses = await self.wait(ready, timeout, "a quoting primary and a ready standby"
+                                   + (f" ({primary} primary)" if primary else ""))
+        p = _quoting_primary(statuses)
+        return p, next(n for n in NODES if n != p)
+
+    async def wait_quoting(self, node: str, timeout: float) -> None:
+        await self.wait(lambda s: _quoting_primary({node: s[node]}) == node, timeout, f"{node} to quote")
+
+    async def wait_role(self, node: str, role: str, timeout: float) -> None:
+        await self.wait(lambda s: _role(s[node]) == role, timeout, f"{node} to be {role}")
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(max(0.0, t - time.time()))
+
+    # -- evidence --------------------------------------------------------------------
+    def evidence(self) -> Evidence:
+        lines = self.lab.audit_lines(self._audit_offset)
+        orders, lives, cancel_alls = read_audit(lines, self.api_key, self.started)
+        node_events = []
+        for node in NODES:
+            node_events += read_node_log_file(self.run_dir / f"{node}.log", node)
+        node_events.sort(key=lambda e: e.at)
+        (self.run_dir / "venue-audit.jsonl").write_text(
+            "".join(line + "\n" for line in lines if self.api_key in line))
+        return Evidence(orders, lives, cancel_alls, node_events, sorted(self.events, key=lambda e: e.at),
+                        self.started, self.ended or time.time())
+

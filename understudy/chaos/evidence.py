@@ -1,0 +1,179 @@
+"""What a drill is judged on, read into plain records: the venue's audit log
+(the ground truth of what reached the venue and when), the nodes' JSON logs
+(when each node held which epoch) and the drill's own record of what it did.
+
+Every time is wall-clock seconds since the epoch: the venue, the nodes and
+the drill run on one host (on real hosts, chrony keeps them within
+milliseconds, far inside the windows the checker allows).
+"""
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..node import client_ids
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order-creating request that reached the venue, whatever its outcome."""
+
+    client_id: str
+    node: str | None  # from the client id; None if it does not parse
+    epoch: int | None
+    recv: float  # the venue received it
+    done: float  # the venue answered
+    accepted: bool
+    code: int | None = None
+    client_ts: float | None = None  # the signed `timestamp` (the instant the gate let it through), if audited
+
+
+@dataclass(frozen=True)
+class OrderLife:
+    """An accepted order from when the venue received it until it left the book."""
+
+    client_id: str
+    node: str | None
+    epoch: int | None
+    start: float
+    end: float | None  # None: still resting when the evidence was taken
+
+
+@dataclass(frozen=True)
+class CancelAll:
+    at: float
+    accepted: bool
+    cancelled: int
+    code: int | None = None  # -2011: nothing was open
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """From a node's log. kind: role, acquired, lost, released, renew-failed,
+    takeover, peer-lease, stopped."""
+
+    at: float
+    node: str
+    kind: str
+    epoch: int | None = None
+    role: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DrillEvent:
+    """What the drill did. kind: start, stop, kill, freeze, thaw, fault, heal,
+    lock-down, lock-up, hb-cut, hb-heal (node = sender, detail = receiver),
+    rest-slow, rest-fast, streams-down, streams-up, backend-restart,
+    switchover (node = target), load-start, load-stop, note."""
+
+    at: float
+    kind: str
+    node: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Evidence:
+    orders: list[OrderRequest] = field(default_factory=list)
+    lives: list[OrderLife] = field(default_factory=list)
+    cancel_alls: list[CancelAll] = field(default_factory=list)
+    node_events: list[NodeEvent] = field(default_factory=list)
+    drill_events: list[DrillEvent] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def _author(client_id: str | None) -> tuple[str | None, int | None]:
+    parsed = client_ids.parse(client_id or "")
+    return (parsed.node, parsed.epoch) if parsed else (None, None)
+
+
+def read_audit(lines, api_key: str, since: float = 0.0) -> tuple[list[OrderRequest], list[OrderLife], list[CancelAll]]:
+    """The venue's audit records of one account (from `since` on)."""
+    orders: list[OrderRequest] = []
+    created: dict[str, tuple[float, str | None, int | None]] = {}
+    ended: dict[str, float] = {}
+    cancel_alls: list[CancelAll] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("api_key") != api_key:
+            continue
+        if record["kind"] == "order_done":
+            ended[record["client_order_id"]] = record["ts_us"] / 1e6
+            continue
+        recv, done = record["recv_us"] / 1e6, record["done_us"] / 1e6
+        if recv < since:
+            continue
+        accepted = record.get("outcome") == "accepted"
+        if record["action"] == "new":
+            cid = record.get("client_order_id") or ""
+            node, epoch = _author(cid)
+            ts = record.get("client_ts_ms")
+            orders.append(OrderRequest(cid, node, epoch, recv, done, accepted, record.get("code"),
+                                       int(ts) / 1000 if ts else None))
+            if accepted:
+                created[cid] = (recv, node, epoch)
+        elif record["action"] == "cancel_all":
+            cancel_alls.append(CancelAll(recv, accepted, len(record.get("cancelled") or []), record.get("code")))
+    lives = [OrderLife(cid, node, epoch, start, ended.get(cid)) for cid, (start, node, epoch) in created.items()]
+    lives.sort(key=lambda life: life.start)
+    return orders, lives, cancel_alls
+
+
+def _when(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# The log lines that say when a node started or stopped holding an epoch, and its role changes.
+_LOG_EVENTS = {
+    "trading lock acquired": "acquired",
+    "trading lock lost": "lost",
+    "trading lock released": "released",
+    "lease renewal failed": "renew-failed",
+    "takeover complete": "takeover",
+    "role changed": "role",
+    "stopped": "stopped",
+}
+
+
+def read_node_log(lines, node: str) -> list[NodeEvent]:
+    events: list[NodeEvent] = []
+    holding: int | None = None
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        kind = _LOG_EVENTS.get(record.get("event"))
+        if kind is None and "peer lease" in str(record.get("event", "")):
+            kind = "peer-lease"
+        if kind is None or "timestamp" not in record:
+            continue
+        at = _when(record["timestamp"])
+        epoch = record.get("epoch")
+        if kind == "acquired":
+            holding = epoch
+        elif kind in ("lost", "released", "stopped"):
+            epoch = epoch if epoch is not None else holding
+            holding = None
+        if kind == "role":
+            events.append(NodeEvent(at, node, kind, epoch, record.get("new"), record.get("reason", "")))
+        elif kind == "peer-lease":
+            events.append(NodeEvent(at, node, kind, epoch, None, record["event"]))
+        else:
+            detail = record.get("reason") or record.get("error") or ""
+            events.append(NodeEvent(at, node, kind, epoch, None, str(detail)))
+    return events
+
+
+def read_node_log_file(path: Path, node: str) -> list[NodeEvent]:
+    if not path.exists():
+        return []
+    with open(path, errors="replace") as fh:
+        return read_node_log(fh, node)

@@ -1,0 +1,350 @@
+"""The drill scenarios: what each one does to a running pair, what it
+warrants (a failover required, forbidden or allowed) and how it proves the
+fault really took effect — a "no failover" result means nothing if the
+fault never happened.
+
+Every scenario starts both nodes at once, waits for a quoting primary and a
+ready standby, trades a moment, injects its fault, heals it, and ends with a
+quoting primary and a ready standby again (the runner checks that last part).
+"""
+import asyncio
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from .checker import ALLOWED, FORBIDDEN, REQUIRED
+from .drill import Drill
+from .evidence import Evidence
+
+TRADE_BEFORE_FAULT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    act: Callable[[Drill], Awaitable[None]]
+    failover: str = FORBIDDEN
+    after: Callable[[Drill, Evidence], None] | None = None
+    venue_delay_s: float = 0.0  # one-way delay injected on REST, widens the in-flight allowances
+    overlap_s: float = 0.5  # zero for planned switchovers: the design promises no overlap
+    persistence: bool = False  # Redis with AOF
+    silent_primary: bool = False  # kill, freeze, isolate: the takeover budget applies
+    ends_healthy: bool = True  # the runner waits for a quoting primary and a ready standby at the end
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(**kwargs):
+    def register(act):
+        name = act.__name__.replace("_", "-")
+        SCENARIOS[name] = Scenario(name=name, summary=(act.__doc__ or "").strip(), act=act, **kwargs)
+        return act
+    return register
+
+
+def _saw(ev: Evidence, node: str, kind: str, after: float, role: str | None = None) -> bool:
+    return any(e.node == node and e.kind == kind and e.at >= after and (role is None or e.role == role)
+               for e in ev.node_events)
+
+
+def _fault_at(d: Drill) -> float:
+    return next(e.at for e in d.events if e.kind == "fault")
+
+
+async def _pair(d: Drill) -> tuple[str, str]:
+    primary, standby = await d.ready_pair()
+    await asyncio.sleep(TRADE_BEFORE_FAULT_S)
+    return primary, standby
+
+
+# -- a silent primary: the standby must take over within 3 s ------------------------
+def _took_over_and_rejoined(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    d.expect(_saw(ev, primary, "role", _fault_at(d), "standby"),
+             f"{primary} never rejoined as standby after the fault")
+
+
+@scenario(failover=REQUIRED, silent_primary=True, after=_took_over_and_rejoined)
+async def kill_primary(d: Drill) -> None:
+    """SIGKILL the quoting primary; the standby takes over; the dead node is restarted and rejoins as standby."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    d.fault(f"SIGKILL {primary}")
+    d.kill(primary)
+    await d.wait_quoting(standby, 15)
+    d.start(primary)
+
+
+@scenario(failover=REQUIRED, silent_primary=True, after=_took_over_and_rejoined)
+async def freeze_primary(d: Drill) -> None:
+    """SIGSTOP the primary past its lease (3 s), then SIGCONT: the thawed node must not trade and rejoins as standby."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"SIGSTOP {primary}")
+    d.freeze(primary)
+    await d.wait_quoting(standby, 15)
+    await d.sleep_until(at + 3.0)
+    d.thaw(primary)
+    await d.wait_role(primary, "standby", 15)
+
+
+def _isolated_primary_fenced(d: Drill, ev: Evidence) -> None:
+    _took_over_and_rejoined(d, ev)
+    primary = d.roles_at_fault[0]
+    d.expect(_saw(ev, primary, "lost", _fault_at(d)), f"{primary} never recorded losing its lease while isolated")
+
+
+@scenario(failover=REQUIRED, silent_primary=True, after=_isolated_primary_fenced)
+async def isolate_primary(d: Drill) -> None:
+    """Cut the primary off from its peer (both ways) and the lock backend, venue still reachable: it self-fences, the standby takes over."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"isolate {primary}: heartbeats both ways and its lock link")
+    d.partition()
+    d.lock_down(primary)
+    await d.wait_quoting(standby, 15)
+    await d.sleep_until(at + 3.5)
+    d.record("heal")
+    d.lock_up(primary)
+    d.heal_partition()
+    await d.wait_role(primary, "standby", 15)
+
+
+# -- partitions in which nobody may take over ---------------------------------------
+def _standby_tried(d: Drill, ev: Evidence) -> None:
+    standby = d.roles_at_fault[1]
+    d.expect(_saw(ev, standby, "role", _fault_at(d), "candidate"),
+             f"{standby} never declared the primary silent: the heartbeat fault did not take")
+
+
+@scenario(failover=FORBIDDEN, after=_standby_tried)
+async def heartbeat_partition(d: Drill) -> None:
+    """Cut the heartbeat link both ways for 4 s, both nodes still see the lock: the standby contends, fails, and nothing changes hands."""
+    d.roles_at_fault = await _pair(d)
+    at = d.fault("heartbeats cut both ways")
+    d.partition()
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.heal_partition()
+
+
+@scenario(failover=FORBIDDEN, after=_standby_tried)
+async def asymmetric_standby_deaf(d: Drill) -> None:
+    """Drop heartbeats primary -> standby only, for 4 s: the standby thinks the primary silent, but the lock is held."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"heartbeats {primary} -> {standby} cut")
+    d.cut(primary, standby)
+    await d.sleep_until(at + 2.5)
+    await _still_hears(d, primary, standby)
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.heal(primary, standby)
+
+
+async def _heartbeat_age(d: Drill, node: str) -> float | None:
+    status = await d.status(node)
+    return status["ha"]["peer"]["heartbeat_age_s"] if status else None
+
+
+async def _still_hears(d: Drill, node: str, peer: str) -> None:
+    """The other direction of an asymmetric cut still works."""
+    age = await _heartbeat_age(d, node)
+    d.expect(age is not None and age < d.silence_s / 2,
+             f"{node} did not hear {peer} during a cut of the other direction (heartbeat age {age})")
+
+
+def _standby_waited(d: Drill, ev: Evidence) -> None:
+    standby = d.roles_at_fault[1]
+    d.expect(not _saw(ev, standby, "role", _fault_at(d), "candidate"),
+             f"{standby} contended for the lock although it still heard the primary")
+
+
+@scenario(failover=FORBIDDEN, after=_standby_waited)
+async def asymmetric_primary_deaf(d: Drill) -> None:
+    """Drop heartbeats standby -> primary only, for 4 s: the primary hears nothing, the standby hears it and waits."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"heartbeats {standby} -> {primary} cut")
+    d.cut(standby, primary)
+    await d.sleep_until(at + 2.5)
+    age = await _heartbeat_age(d, primary)
+    d.expect(age is not None and age > d.silence_s,
+             f"{primary} still heard {standby} during the cut (heartbeat age {age})")
+    await _still_hears(d, standby, primary)
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.heal(standby, primary)
+
+
+@scenario(failover=FORBIDDEN, after=_standby_tried)
+async def flapping_link(d: Drill) -> None:
+    """Periodic heartbeat loss: 4 x (0.6 s lost, 0.4 s through), then 3 x (1.4 s lost, 0.8 s through)."""
+    d.roles_at_fault = await _pair(d)
+    d.fault("heartbeat link flapping")
+    for lost, through in [(0.6, 0.4)] * 4 + [(1.4, 0.8)] * 3:  # bounded: seven cycles
+        d.partition()
+        await asyncio.sleep(lost)
+        d.heal_partition()
+        await asyncio.sleep(through)
+    d.record("heal")
+
+
+# -- the lock backend ---------------------------------------------------------------
+def _primary_kept_trading(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    at = _fault_at(d)
+    d.expect(_saw(ev, primary, "renew-failed", at), f"{primary} never failed a renewal: the lock fault did not take")
+    heal = next(e.at for e in d.events if e.kind == "heal")
+    late = [o for o in ev.orders if o.node == primary and at + 2 * d.ttl_s < o.recv < heal and o.accepted]
+    d.expect(bool(late), f"{primary} placed no order while cut off from the lock backend (DESIGN §2.4: it keeps "
+             "trading on the peer lease)")
+
+
+@scenario(failover=FORBIDDEN, after=_primary_kept_trading)
+async def primary_lock_partition(d: Drill) -> None:
+    """Cut the primary from the lock backend (not from its peer) for 4 s: it keeps trading on the peer lease (DESIGN §2.4); no failover."""
+    primary, _ = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"{primary} cut from the lock backend")
+    d.lock_down(primary)
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.lock_up(primary)
+
+
+def _nobody_traded_while_cut_off(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    at = _fault_at(d)
+    heal = next(e.at for e in d.events if e.kind == "heal")
+    d.expect(_saw(ev, primary, "lost", at), f"{primary} never recorded losing its lease")
+    quiet_from = at + max(d.ttl_s, d.silence_s) + 0.25
+    traded = [o for o in ev.orders if quiet_from < o.recv < heal]
+    d.expect(not traded, f"{len(traded)} orders reached the venue while neither node could hold a lease")
+
+
+@scenario(failover=ALLOWED, after=_nobody_traded_while_cut_off)
+async def lock_and_peer_lost(d: Drill) -> None:
+    """Both nodes lose the lock backend and the heartbeat link for 4 s: the primary self-fences, nobody trades; after healing one node takes over."""
+    d.roles_at_fault = await _pair(d)
+    at = d.fault("lock backend unreachable from both nodes, heartbeats cut both ways")
+    for node in d.nodes:
+        d.lock_down(node)
+    d.partition()
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    for node in d.nodes:
+        d.lock_up(node)
+    d.heal_partition()
+
+
+def _lost_with_the_data(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    d.expect(_saw(ev, primary, "lost", _fault_at(d)), f"{primary} kept a lease the restarted backend had forgotten")
+
+
+@scenario(failover=ALLOWED, after=_lost_with_the_data)
+async def lock_backend_restart(d: Drill) -> None:
+    """Restart Redis without persistence: the lock is forgotten, the holder loses it at its next renewal, a holder trades again after the quarantine."""
+    d.roles_at_fault = await _pair(d)
+    d.fault("lock backend restarted (no persistence)")
+    await d.restart_backend()
+    d.record("heal")
+
+
+@scenario(failover=FORBIDDEN, persistence=True)
+async def lock_backend_restart_persistent(d: Drill) -> None:
+    """Restart Redis with AOF (fsync always): the lock survives, renewals resume, nothing changes hands."""
+    d.roles_at_fault = await _pair(d)
+    d.fault("lock backend restarted (AOF)")
+    await d.restart_backend()
+    d.record("heal")
+
+
+# -- the venue ----------------------------------------------------------------------
+@scenario(failover=FORBIDDEN, venue_delay_s=1.0)
+async def venue_latency(d: Drill) -> None:
+    """1 s of latency on every REST request of both nodes for 5 s: slower quoting, no failover."""
+    d.roles_at_fault = await _pair(d)
+    at = d.fault("1 s latency on REST, both nodes")
+    for node in d.nodes:
+        d.rest_latency(node, 1000)
+    took = await d.probe_rest(d.roles_at_fault[0])
+    d.expect(took >= 0.9, f"a REST ping through the slowed link took only {took:.3f} s")
+    await d.sleep_until(at + 5.0)
+    d.record("heal")
+    for node in d.nodes:
+        d.rest_clear(node)
+
+
+def _halted_and_resumed(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    at = _fault_at(d)
+    d.expect(_saw(ev, primary, "role", at, "halted"), f"{primary} never halted without its streams")
+
+
+@scenario(failover=FORBIDDEN, after=_halted_and_resumed)
+async def venue_stream_drop(d: Drill) -> None:
+    """Drop the primary's market and user-data streams for 4 s: it halts (lock held, quotes cancelled), then resumes; no failover."""
+    primary, _ = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"{primary}'s venue streams dropped")
+    d.streams_down(primary)
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.streams_up(primary)
+    await d.wait_quoting(primary, 20)
+
+
+# -- starts, restarts, switchovers ----------------------------------------------------
+def _one_holder(d: Drill, ev: Evidence) -> None:
+    acquired = [e for e in ev.node_events if e.kind == "acquired"]
+    d.expect(len(acquired) == 1, f"{len(acquired)} lock acquisitions at a simultaneous start (expected one)")
+
+
+@scenario(failover=FORBIDDEN, after=_one_holder)
+async def simultaneous_start(d: Drill) -> None:
+    """Both nodes start at the same instant with no holder: exactly one takes the lock and quotes."""
+    d.roles_at_fault = await d.ready_pair()
+    await asyncio.sleep(2.0)
+
+
+def _switched(d: Drill, ev: Evidence) -> None:
+    switches = [e for e in ev.node_events if e.kind == "acquired" and e.at > d.started]
+    d.expect(len(switches) >= 2, "the lock never moved to the other node")
+
+
+@scenario(failover=FORBIDDEN, overlap_s=0.0, after=_switched)
+async def rolling_restart(d: Drill) -> None:
+    """Restart the standby, switch over to it, restart the other: one planned hand-over, no overlap, no failover."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    d.fault("rolling restart")
+    await d.restart(standby)
+    await d.ready_pair(primary=primary)
+    await d.switchover(standby)
+    await d.ready_pair(primary=standby)
+    await d.restart(primary)
+    await d.ready_pair(primary=standby)
+
+
+def _loaded(d: Drill, ev: Evidence) -> None:
+    _switched(d, ev)
+    d.expect(d.loader_orders >= 20, f"only {d.loader_orders} load orders reached the venue")
+
+
+@scenario(failover=FORBIDDEN, overlap_s=0.0, after=_loaded)
+async def switchover_under_load(d: Drill) -> None:
+    """Switch over and back while another account takes liquidity at 20 orders/s: no overlap, no failover."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    d.start_load(20, 8)
+    await asyncio.sleep(1.5)
+    d.fault("switchover under load")
+    await d.switchover(standby)
+    await d.ready_pair(primary=standby)
+    await asyncio.sleep(1.5)
+    await d.switchover(primary)
+    await d.ready_pair(primary=primary)
+    await d.load_done(20)
+
+
+def names() -> list[str]:
+    return list(SCENARIOS)
+
+
+def silent_primary() -> list[str]:
+    return [n for n, s in SCENARIOS.items() if s.silent_primary]
+
