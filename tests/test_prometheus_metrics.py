@@ -110,3 +110,23 @@ def test_every_risk_check_is_exported_from_zero():
     source = (REPO / "understudy" / "node" / "risk.py").read_text()
     body = source[source.index("def check("):source.index("def state_problems")]
     assert set(re.findall(r'return "([a-z-]+)"', body)) == set(CHECKS)
+
+
+def test_two_takeovers_between_scrapes_are_both_counted_and_timed():
+    from collections import deque
+    from types import SimpleNamespace
+
+    from understudy.node.metrics import _HaRecorder
+
+    lock = SimpleNamespace(renewals=0, renew_latency_s=[])
+    timings = {"detected": 10.0, "acquired": 10.1, "protective_cancel_done": 10.15, "reconciled": 10.2,
+               "first_quote": 10.3}
+    ha = SimpleNamespace(failovers=2, lock=lock, completed_takeovers=deque([
+        ("peer sg-2 silent for 1.000 s: seizing the lock", timings),
+        ("peer sg-2 hands the lock over to us", {k: v + 50 for k, v in timings.items()})]))
+    recorder = _HaRecorder()
+    recorder.sync(ha)
+    assert recorder.takeovers["peer-silent"] == 1 and recorder.takeovers["switchover"] == 1
+    assert recorder.phases["total"].snapshot().count == 2
+    recorder.sync(ha)  # nothing new: nothing counted twice
+    assert sum(recorder.takeovers.values()) == 2 and recorder.phases["total"].snapshot().count == 2

@@ -8,6 +8,7 @@ report back with an event.
 """
 import asyncio
 import time
+from collections import deque
 
 from .. import logs
 from ..config import NodeConfig, Secrets
@@ -54,6 +55,7 @@ class FailoverController:
         self.timings: dict[str, float] = {}
         self.takeover_reason = ""
         self._recorded_epoch: int | None = None
+        self.completed_takeovers: deque[tuple[str, dict[str, float]]] = deque(maxlen=100)  # for /metrics
         self.on_peer_lease = False
         self.failsafe_entries = 0  # times the lock lease ran out and the peer lease carried on
         self._acquiring: asyncio.Task | None = None
@@ -273,6 +275,7 @@ class FailoverController:
         t0 = self.timings.get("detected")
         timings = {k: round(v - t0, 4) for k, v in self.timings.items() if t0 is not None and k != "detected"}
         self.failovers += 1
+        self.completed_takeovers.append((self.takeover_reason, dict(self.timings)))
         log.info("takeover complete", epoch=epoch, **{f"{k}_s": v for k, v in timings.items()})
         entry = HistoryEntry(epoch, self.settings.peer, self.settings.node, self.takeover_reason, time.time(), timings)
         try:

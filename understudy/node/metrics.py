@@ -40,10 +40,9 @@ def takeover_reason(text: str) -> str:
 
 
 class _HaRecorder:
-    """What the controller keeps only as "the latest" (takeover timings, the
-    last 1000 renew latencies), turned into cumulative counts at scrape
-    time. Two takeovers by one node within one scrape interval count twice
-    but only the later one's timings are observed."""
+    """What the controller keeps only as a bounded recent list (the last 100
+    takeovers, the last 1000 renew latencies), turned into cumulative counts
+    at scrape time."""
 
     def __init__(self):
         self.takeovers_seen = 0
@@ -56,11 +55,13 @@ class _HaRecorder:
         new = ha.failovers - self.takeovers_seen
         if new > 0:
             self.takeovers_seen = ha.failovers
-            self.takeovers[takeover_reason(ha.takeover_reason)] += new
-            timings = dict(ha.timings)
-            for name, start, end in TAKEOVER_PHASES:
-                if start in timings and end in timings:
-                    self.phases[name].observe(timings[end] - timings[start])
+            recent = list(ha.completed_takeovers)[-new:]
+            self.takeovers["other"] += new - len(recent)  # more than the controller remembers: counted, untimed
+            for reason, timings in recent:
+                self.takeovers[takeover_reason(reason)] += 1
+                for name, start, end in TAKEOVER_PHASES:
+                    if start in timings and end in timings:
+                        self.phases[name].observe(timings[end] - timings[start])
         lock = ha.lock
         new = lock.renewals - self.renewals_seen
         if new > 0:
