@@ -55,7 +55,8 @@ LOGS = {"/tmp/sg-1.jsonl": "sg-1", "/tmp/sg-2.jsonl": "sg-2"}
 NOT_RUN = ("--at ",)  # a scheduled switchover waits for its time: parsed, not run
 # Linked from the index while their authors write them (the deployment work); remove once they land.
 BEING_WRITTEN = {"node-rebuild.md"}
-RUN_SUBCOMMANDS = {"status", "history", "pause", "resume", "switchover", "report", "config"}
+RUN_SUBCOMMANDS = {"status", "history", "pause", "resume", "switchover", "report", "config", "panic",
+                   "panic-clear"}
 
 
 def _parse(argv: list[str]) -> str | None:
@@ -201,7 +202,8 @@ def _runnable(shell_line: ShellLine) -> bool:
 
 def _changes_state(shell_line: ShellLine) -> bool:
     argv = shell_line.segments()[0]
-    return (argv[0] == "understudy" and argv[1] in ("pause", "resume", "switchover")) or "-X POST" in shell_line.text
+    return (argv[0] == "understudy" and argv[1] in ("pause", "resume", "switchover", "panic", "panic-clear")) \
+        or "-X POST" in shell_line.text
 
 
 def _for_the_test_cluster(text: str, cluster) -> str:
@@ -247,7 +249,7 @@ def test_the_runbooks_commands_run_against_a_real_pair(pair):
             ran.append((shell_line.where, shell_line.text))
     texts = " ".join(text for _, text in ran)
     for needed in ("understudy status", "understudy switchover", "understudy pause", "understudy resume",
-                   "understudy history", "understudy report daily", "understudy config check", "/panic/clear",
-                   "/panic", "/primary", "/health", "/metrics"):
+                   "understudy history", "understudy report daily", "understudy config check", "understudy panic ",
+                   "understudy panic-clear", "/primary", "/health", "/metrics"):
         assert needed in texts, f"no runbook command with {needed!r} was run"
     _settle(cluster)

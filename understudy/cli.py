@@ -183,6 +183,14 @@ def _add_ops(sub) -> None:
         p.add_argument("--config", required=True, metavar="FILE")
         p.add_argument("--reason", default="")
         p.set_defaults(func=lambda a, n=name: _ops(a, n))
+    for name, text in (("panic", "PanicStop: stop quoting and cancel every own order, latched until cleared"),
+                       ("panic-clear", "clear a PanicStop (the node quotes again once healthy and primary)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, metavar="FILE", help="a node's config (admin URLs and token)")
+        p.add_argument("--node", action="append", metavar="NODE",
+                       help="the node to act on; repeat for several (default: both nodes of the pair)")
+        p.add_argument("--reason", default="operator")
+        p.set_defaults(func=lambda a, n=name: _ops(a, n))
     hist = sub.add_parser("history", help="lock changes: epoch, from, to, reason and timings")
     hist.add_argument("--config", required=True, metavar="FILE")
     hist.add_argument("--limit", type=_positive(int), default=20)
@@ -200,6 +208,11 @@ def _ops(args, command: str) -> int:
     if loaded is None:
         return EXIT_CONFIG
     config, secrets = loaded
+    if command in ("panic", "panic-clear"):
+        nodes = args.node or list(ops.admin_urls(config))
+        code, text = asyncio.run(ops.panic(config, secrets, nodes, args.reason, clear=command == "panic-clear"))
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
     if command != "status" and (config.lock is None or config.cluster is None):
         print(f"understudy {command}: {args.config} is not a cluster node's config ([lock] and [cluster])",
               file=sys.stderr)

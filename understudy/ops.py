@@ -1,5 +1,5 @@
 """Operator commands against a running cluster: status, switchover, pause,
-resume, history. Each reads a node's config file for the admin URLs, the
+resume, history, panic and panic-clear. Each reads a node's config file for the admin URLs, the
 admin token and the lock backend; like patronictl, pause/resume/history talk
 to the lock backend directly, so they work with both nodes down."""
 import asyncio
@@ -101,3 +101,37 @@ async def history(config: NodeConfig, secrets: Secrets, limit: int) -> tuple[int
                          for k in ("acquired", "protective_cancel_done", "first_quote"))
         lines.append(f"{when:19} {e.epoch!s:>14} {e.from_node or '-':6} {e.to_node or '-':6} {steps:32} {e.reason}")
     return 0, "\n".join(lines)
+
+
+async def panic(config: NodeConfig, secrets: Secrets, nodes: list[str], reason: str,
+                clear: bool = False) -> tuple[int, str]:
+    """PanicStop (or its clearing) on the named nodes, in the order given:
+    each stops quoting and cancels its own orders, latched until cleared.
+    The admin token is read from the config's secret, never typed."""
+    urls = admin_urls(config)
+    unknown = [n for n in nodes if n not in urls]
+    if unknown:
+        return 2, f"unknown node(s) {', '.join(unknown)}; this config knows {', '.join(urls)}"
+    lines, ok = [], True
+    path = "/panic/clear" if clear else "/panic"
+    async with aiohttp.ClientSession() as session:
+        for node in nodes:
+            try:
+                async with session.post(f"{urls[node]}{path}", json={"reason": reason},
+                                        headers={"Authorization": f"Bearer {secrets.admin_token}"},
+                                        timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        ok = False
+                        lines.append(f"{node}: refused ({resp.status}): {body}")
+                    elif clear:
+                        lines.append(f"{node}: PanicStop cleared; quoting resumes once healthy (and primary)")
+                    else:
+                        remaining = body.get("orders_remaining")
+                        ok = ok and remaining == 0
+                        lines.append(f"{node}: PanicStop latched ({body.get('panic')}); "
+                                     f"orders still resting: {remaining}")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                ok = False
+                lines.append(f"{node}: unreachable at {urls[node]}: {type(exc).__name__} {exc}")
+    return (0 if ok else 1), "\n".join(lines)
