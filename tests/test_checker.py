@@ -64,6 +64,18 @@ def test_an_order_of_the_old_epoch_after_the_new_one_traded_breaks_the_lease():
     assert "after the lease of epoch #1 ended" in lease.violations[0]
 
 
+def test_a_stopping_node_holds_its_lease_until_it_exits():
+    # SIGTERM at 30: the node cancels and releases on its way out; an order it sends before exiting is
+    # still under its lease, one after it exited cannot be.
+    orders, nodes, drill = kill_failover()
+    orders = orders[:2] + [order(E2, "sg-2", 21.1, 1, end=30.2), order(E2, "sg-2", 30.1, 2, end=30.2)]
+    drill = drill + [DrillEvent(30.0, "stop", "sg-2"), DrillEvent(30.5, "exited", "sg-2")]
+    assert check(evidence(orders, nodes, drill), Rules(failover=REQUIRED)).invariant("lease").ok
+    late = orders + [order(E2, "sg-2", 31.0, 3, end=31.1)]
+    lease = check(evidence(late, nodes, drill), Rules(failover=REQUIRED)).invariant("lease")
+    assert "killed or had exited" in lease.violations[0]
+
+
 def test_orders_without_a_lease_at_all_are_caught():
     orders, nodes, drill = kill_failover(orders=[
         (OrderRequest("not-ours-1", None, None, 12.0, 12.001, True), None),
@@ -167,6 +179,14 @@ def test_an_epoch_taken_and_handed_straight_back_is_not_the_takeover():
     assert verdict.ok, [i.violations for i in verdict.invariants]
     assert verdict.takeover_s == pytest.approx(1.202)
     assert [r.change for r in verdict.epochs] == ["first", "failover", "reacquired"]
+
+
+def test_a_lock_change_while_the_drill_stops_the_pair_is_no_failover():
+    orders, nodes, drill = kill_failover()
+    drill = [e for e in drill if e.kind != "fault"] + [DrillEvent(20.5, "teardown")]
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=FORBIDDEN))
+    assert verdict.ok
+    assert [r.change for r in verdict.epochs] == ["first", "teardown"]
 
 
 def test_failover_expectations():

@@ -30,11 +30,23 @@ def lab(tmp_path_factory):
         yield lab
 
 
+# Known gaps of the code under drill, reported to its owners: the safety invariants are still asserted,
+# only the named invariant may fail (the test then reports an expected failure, with the timeline).
+KNOWN_GAPS = {
+    "primary-lock-partition": ("failover", "when the lock backend comes back, the primary that traded on the peer "
+                               "lease finds its key expired, fences, and both nodes contend: in about half the runs "
+                               "the lock changes hands although DESIGN §2.4 wants no failover"),
+}
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_scenario_holds_every_invariant(lab, tmp_path, name):
     result = await runner.run_once(lab, SCENARIOS[name], tmp_path / name, takeover_budget_s=TAKEOVER_BOUND_S)
     timeline = (tmp_path / name / "timeline.txt").read_text()
     assert result.error is None, timeline
+    violated = {i.key for i in result.verdict.invariants if not i.ok}
+    if name in KNOWN_GAPS and violated == {KNOWN_GAPS[name][0]}:
+        pytest.xfail(f"{KNOWN_GAPS[name][1]}\n{timeline}")
     assert result.verdict.ok, timeline
     assert not result.problems, timeline
     if SCENARIOS[name].failover == REQUIRED:

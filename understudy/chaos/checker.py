@@ -59,7 +59,7 @@ class EpochRecord:
     first_order_acked: float | None = None
     orders: int = 0
     planned: bool = False  # acquired by a switchover's target
-    change: str = "first"  # first | failover | switchover | reacquired
+    change: str = "first"  # first | failover | switchover | reacquired | teardown (while the drill stopped the pair)
 
 
 @dataclass
@@ -134,7 +134,8 @@ class _Context:
         self.end = ev.ended
         drill = ev.drill_events
         self.frozen = {n: _intervals(drill, n, {"freeze"}, {"thaw", "kill"}, self.end) for n in self.nodes}
-        self.dead = {n: _intervals(drill, n, {"kill", "stop"}, {"start"}, self.end) for n in self.nodes}
+        # A SIGTERMed node trades on under its lease until it exits; a SIGKILLed one stops at once.
+        self.dead = {n: _intervals(drill, n, {"kill", "exited"}, {"start"}, self.end) for n in self.nodes}
         self.lock_down = {n: _merged(_intervals(drill, n, {"lock-down"}, {"lock-up"}, self.end)) for n in self.nodes}
         # Heartbeats *to* a node: cut on the sender's side, recorded as node=sender, detail=receiver.
         self.deaf = {}
@@ -146,6 +147,10 @@ class _Context:
                 if peer != n:  # a dead or frozen peer sends nothing either
                     spans += self.dead.get(peer, []) + self.frozen.get(peer, [])
             self.deaf[n] = _merged(spans)
+
+    def t(self, at: float) -> str:
+        """A time as the timelines show it: seconds since the drill started."""
+        return f"{at - self.ev.started:.3f}"
 
     def earliest_send(self, o: OrderRequest) -> float:
         if o.client_ts is not None:
@@ -169,6 +174,7 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
     ev, rules = ctx.ev, ctx.rules
     acquired = sorted((e for e in ev.node_events if e.kind == "acquired" and e.epoch is not None),
                       key=lambda e: e.at)
+    teardown = next((e.at for e in ev.drill_events if e.kind == "teardown"), None)
     switchovers = [e for e in ev.drill_events if e.kind == "switchover"]
     records: list[EpochRecord] = []
     for i, acq in enumerate(acquired):
@@ -177,7 +183,8 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
             prev = records[-1]
             rec.planned = any(s.node == acq.node and 0 <= acq.at - s.at <= rules.planned_window_s
                               for s in switchovers)
-            rec.change = ("reacquired" if prev.node == acq.node else "switchover" if rec.planned else "failover")
+            rec.change = ("reacquired" if prev.node == acq.node else "switchover" if rec.planned
+                          else "teardown" if teardown is not None and acq.at >= teardown else "failover")
         records.append(rec)
     by_epoch = {r.epoch: r for r in records}
     for o in ev.orders:
@@ -199,7 +206,7 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
                 ends.append((e.at, f"{rec.node} logged the lease {e.kind}" + (f" ({e.detail})" if e.detail else "")))
         for start, _ in ctx.dead.get(rec.node, []):
             if start >= rec.acquired:
-                ends.append((start, f"{rec.node} was stopped or killed"))
+                ends.append((start, f"{rec.node} was killed or had exited"))
         for later in records[i + 1:]:
             if later.node == rec.node:
                 ends.append((later.acquired, f"{rec.node} acquired a later epoch (#{later.index})"))
@@ -221,7 +228,7 @@ def _check_lease(ctx: _Context, epochs: list[EpochRecord]) -> InvariantResult:
     checked = 0
     for o in ctx.ev.orders:
         checked += 1
-        where = f"order {o.client_id or '?'} (received t={o.recv:.3f})"
+        where = f"order {o.client_id or '?'} (received t={ctx.t(o.recv)})"
         if o.node is None or o.epoch is None:
             result.violations.append(f"{where}: its client id names no node and epoch")
             continue
@@ -245,7 +252,7 @@ def _check_lease(ctx: _Context, epochs: list[EpochRecord]) -> InvariantResult:
             if earliest > bound + rules.tolerance_s:
                 result.violations.append(
                     f"{where}: sent {earliest - bound:.3f} s or more after {o.node} could hold no lease (cut off "
-                    f"from the lock backend since t={lock_cut:.3f} and from its peer since t={deaf:.3f})")
+                    f"from the lock backend since t={ctx.t(lock_cut)} and from its peer since t={ctx.t(deaf)})")
     result.facts = {"orders_checked": checked}
     return result
 
@@ -286,7 +293,7 @@ def _check_overlap(ctx: _Context, index: dict) -> InvariantResult:
         if length > allowed:
             names = ", ".join(f"#{index.get(e, '?')}" for e in sorted(epochs, key=lambda e: e or 0))
             result.violations.append(f"epochs {names} had live orders at once for {length:.3f} s from "
-                                     f"t={start:.3f} (allowed {allowed:.3f} s)")
+                                     f"t={ctx.t(start)} (allowed {allowed:.3f} s)")
     result.facts = {"stretches": stretches, "longest_s": round(worst, 4), "total_s": round(total, 4),
                     "allowed_s": round(allowed, 3)}
     return result
@@ -312,7 +319,7 @@ def _check_orphans(ctx: _Context, epochs: list[EpochRecord], index: dict) -> Inv
                 if stop - life.start > grace:
                     result.violations.append(
                         f"order {life.client_id} of epoch #{index.get(life.epoch, '?')} appeared after the "
-                        f"takeover (t={life.start:.3f}) and rested {stop - life.start:.3f} s")
+                        f"takeover (t={ctx.t(life.start)}) and rested {stop - life.start:.3f} s")
     result.facts = {"late_orphans": swept, "grace_s": round(grace, 3)}
     return result
 
@@ -338,7 +345,7 @@ def _check_takeover(ctx: _Context, epochs: list[EpochRecord]) -> tuple[Invariant
     takeover_s = None
     if successor is not None and successor.first_order_acked is not None:
         takeover_s = successor.first_order_acked - fault.at
-    result.facts = {"fault_at": round(fault.at, 6), "holder": holder,
+    result.facts = {"fault_t": ctx.t(fault.at), "holder": holder,
                     "successor": successor.node if successor else None,
                     "takeover_s": round(takeover_s, 4) if takeover_s is not None else None}
     if rules.failover == REQUIRED:
@@ -358,7 +365,7 @@ def _check_failover(ctx: _Context, epochs: list[EpochRecord]) -> tuple[Invariant
     result = InvariantResult("failover", f"failover {rules.failover} in this scenario")
     failovers = [r for r in epochs if r.change == "failover"]
     switchovers = [r for r in epochs if r.change == "switchover"]
-    described = ", ".join(f"#{r.index} by {r.node} at t={r.acquired:.3f}" for r in failovers)
+    described = ", ".join(f"#{r.index} by {r.node} at t={ctx.t(r.acquired)}" for r in failovers)
     if rules.failover == FORBIDDEN and failovers:
         result.violations.append(f"the lock changed hands without a switchover: {described}")
     if rules.failover == REQUIRED and len(failovers) != 1:

@@ -27,7 +27,7 @@ from ..node.rest import VenueRest
 from .evidence import DrillEvent, Evidence, read_audit, read_node_log_file
 from .lab import NODES, Lab
 from .netfilter import HeartbeatCut, UdpPath
-from .processes import DrillChild
+from .processes import STOP_TIMEOUT_S, DrillChild
 from .toxics import Link
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,10 +139,14 @@ class Drill:
         if self._load_task is not None:
             self._load_task.cancel()
             await asyncio.gather(self._load_task, return_exceptions=True)
-        for node, child in self.nodes.items():
-            if child.alive:
-                self.record("stop", node, "end of the drill")
-            await asyncio.to_thread(child.stop)
+        # The standby goes first: a primary stopping first would hand the lock to it on the way out.
+        holding = {"primary", "halted", "handing-over"}
+        statuses = await self.statuses() if self.session is not None else {}
+        order = sorted(self.nodes, key=lambda n: _role(statuses.get(n)) in holding)
+        self.record("teardown")
+        for node in order:
+            if self.nodes[node].alive:
+                await self.stop(node, "end of the drill")
         self.ended = time.time()
         for cut in self.cuts.values():
             cut.heal()
@@ -244,10 +248,12 @@ class Drill:
         self.nodes[node].thaw()
         self.record("thaw", node, "SIGCONT")
 
-    async def stop(self, node: str) -> None:
-        """SIGTERM: the node cancels its orders and releases the lock."""
-        self.record("stop", node, "SIGTERM")
-        await asyncio.to_thread(self.nodes[node].stop)
+    async def stop(self, node: str, why: str = "SIGTERM") -> None:
+        """SIGTERM: the node cancels its orders and releases the lock, then exits (or is killed)."""
+        self.record("stop", node, why)
+        clean = await asyncio.to_thread(self.nodes[node].stop)
+        self.record("exited", node, "after SIGTERM" if clean else
+                    f"ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s: SIGKILLed")
 
     async def restart(self, node: str) -> None:
         await self.stop(node)

@@ -65,7 +65,8 @@ class DrillEvent:
     """What the drill did. kind: start, stop, kill, freeze, thaw, fault, heal,
     lock-down, lock-up, hb-cut, hb-heal (node = sender, detail = receiver),
     rest-slow, rest-fast, streams-down, streams-up, backend-restart,
-    switchover (node = target), load-start, load-stop, note."""
+    switchover (node = target), load-start, load-stop, teardown, exited
+    (after a stop: detail says whether SIGTERM sufficed), note."""
 
     at: float
     kind: str
@@ -168,7 +169,9 @@ def read_node_log(lines, node: str) -> list[NodeEvent]:
             events.append(NodeEvent(at, node, kind, epoch, None, record["event"]))
         else:
             detail = record.get("reason") or record.get("error") or ""
-            events.append(NodeEvent(at, node, kind, epoch, None, str(detail)))
+            # For an acquisition, the role the node was in when it logged it (a standby should not acquire).
+            role = record.get("role") if kind == "acquired" else None
+            events.append(NodeEvent(at, node, kind, epoch, role, str(detail)))
     return events
 
 

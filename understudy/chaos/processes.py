@@ -14,6 +14,7 @@ import sys
 from ..demo import Child
 
 _PR_SET_PDEATHSIG = 1
+STOP_TIMEOUT_S = 15.0
 
 
 def _die_with_parent() -> None:
@@ -53,11 +54,20 @@ class DrillChild(Child):
         if not self._log.closed:
             self._log.close()
 
-    def stop(self) -> None:
-        """SIGTERM (a node cancels its orders first); a frozen child is thawed so it can."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """SIGTERM (a node cancels its orders first; a frozen child is thawed so it can), SIGKILL if it
+        has not exited within `timeout`. Returns False if it had to be killed."""
+        clean = True
         if self.alive and self.frozen:
             self.thaw()
         if self.alive:
-            super().stop()
-        elif not self._log.closed:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                clean = False
+                self.proc.kill()
+                self.proc.wait()
+        if not self._log.closed:
             self._log.close()
+        return clean

@@ -26,6 +26,19 @@ class DrillResult:
         return self.verdict.ok and not self.problems and self.error is None
 
 
+def anomalies(ev: Evidence) -> list[str]:
+    """Odd things that are not invariant violations, for a person to look at."""
+    found = [f"{e.node} acquired the lock while {e.role} (t={e.at - ev.started:.3f}): an acquire loop outlived "
+             "the role that started it" for e in ev.node_events if e.kind == "acquired" and e.role not in (None, "candidate")]
+    for e in ev.drill_events:
+        if e.kind == "exited" and "SIGKILL" in e.detail:
+            asked = max((s.at for s in ev.drill_events if s.kind == "stop" and s.node == e.node and s.at <= e.at),
+                        default=e.at)
+            sent = sum(1 for o in ev.orders if o.node == e.node and asked < o.recv <= e.at)
+            found.append(f"{e.node} {e.detail} (t={asked - ev.started:.3f}), and sent {sent} orders meanwhile")
+    return found
+
+
 def _t(ev: Evidence, at: float) -> str:
     return f"{at - ev.started:8.3f}"
 
@@ -42,6 +55,7 @@ def summary(result: DrillResult) -> dict:
                                "violations": i.violations[:MAX_LISTED_VIOLATIONS], "facts": i.facts}
                        for i in v.invariants},
         "checks": {"ok": not result.problems, "problems": result.problems},
+        "anomalies": anomalies(ev),
         "error": result.error,
         "epochs": [{"index": r.index, "epoch": r.epoch, "node": r.node, "change": r.change,
                     "acquired_t": rel(r.acquired), "ended_t": rel(r.ended), "end_reason": r.end_reason,
@@ -91,7 +105,8 @@ def _node_lines(ev: Evidence, index: dict) -> list[tuple[float, str, str]]:
         epoch = f"#{index.get(e.epoch, '?')}" if e.epoch is not None else ""
         text = {
             "role": lambda: f"-> {e.role}: {e.detail}",
-            "acquired": lambda: f"trading lock acquired, epoch {epoch}",
+            "acquired": lambda: f"trading lock acquired, epoch {epoch}"
+                                + (f" (while {e.role}!)" if e.role not in (None, "candidate") else ""),
             "lost": lambda: f"trading lock lost, epoch {epoch}: {e.detail}",
             "released": lambda: f"trading lock released, epoch {epoch}",
             "takeover": lambda: "takeover complete",
@@ -134,6 +149,7 @@ def timeline(result: DrillResult) -> str:
             out.append(f"      ... and {len(i.violations) - MAX_LISTED_VIOLATIONS} more")
     out.append(f"takeover: {v.takeover_s:.3f} s after the fault" if v.takeover_s is not None else "takeover: none")
     out.append("scenario checks: " + ("ok" if not result.problems else "; ".join(result.problems)))
+    out += [f"anomaly: {text}" for text in anomalies(ev)]
     if result.error:
         out.append(f"drill error: {result.error}")
     return "\n".join(out) + "\n"
@@ -150,7 +166,7 @@ def _role_spans(ev: Evidence, node: str) -> list[tuple[float, float, str]]:
     for e in ev.drill_events:
         if e.node != node:
             continue
-        if e.kind in ("kill", "stop"):
+        if e.kind in ("kill", "exited"):
             marks.append((e.at, "down"))
         elif e.kind == "start":
             marks.append((e.at, "starting"))
