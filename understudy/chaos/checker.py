@@ -203,7 +203,8 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
         for e in ev.node_events:
             if (e.node == rec.node and e.at >= rec.acquired and e.kind in ("lost", "released", "stopped")
                     and e.epoch in (rec.epoch, None)):
-                ends.append((e.at, f"{rec.node} logged the lease {e.kind}" + (f" ({e.detail})" if e.detail else "")))
+                what = {"lost": "losing the lease", "released": "releasing the lock", "stopped": "stopping"}[e.kind]
+                ends.append((e.at, f"{rec.node} logged {what}" + (f" ({e.detail})" if e.detail else "")))
         for start, _ in ctx.dead.get(rec.node, []):
             if start >= rec.acquired:
                 ends.append((start, f"{rec.node} was killed or had exited"))
@@ -305,6 +306,9 @@ def _check_orphans(ctx: _Context, epochs: list[EpochRecord], index: dict) -> Inv
     result = InvariantResult("orphans", "no older-epoch order resting 1 s after a takeover")
     swept = 0
     for rec in epochs[1:]:
+        held = (rec.ended if rec.ended is not None else ctx.end) - rec.acquired
+        if rec.orders == 0 and held < grace:
+            continue  # taken and handed straight back without trading: no takeover, nothing to sweep
         deadline = rec.acquired + grace
         for life in ctx.ev.lives:
             if life.epoch is None or life.epoch >= rec.epoch:

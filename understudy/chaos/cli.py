@@ -16,6 +16,7 @@ from .stats import by_scenario
 from .toxics import ToxiproxyError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def _interrupt(signum, frame):
@@ -51,6 +52,9 @@ def run(spec: str, repeat: int, report: str | None, with_plot: bool) -> int:
     except (NetworkError, NetfilterError, ToxiproxyError) as exc:
         print(f"understudy drill: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("understudy drill: interrupted; namespaces, proxies and processes torn down", file=sys.stderr)
+        return EXIT_INTERRUPTED
     summary = {"drill": spec, "repeat": repeat, "report": str(report_dir), "ok": all(r.ok for r in results),
                "scenarios": by_scenario(results)}
     print(json.dumps(summary))

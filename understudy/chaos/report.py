@@ -236,8 +236,10 @@ def plot(result: DrillResult, path: Path) -> None:
     for ax in (ax_roles, ax_epochs, ax_orders):
         if fault is not None:
             ax.axvline(fault - t0, color="#de2d26", linestyle="--", linewidth=1)
-            if heal is not None:
-                ax.axvspan(fault - t0, heal - t0, color="#de2d26", alpha=0.08)
+        if heal is not None:
+            ax.axvline(heal - t0, color="#de2d26", linestyle=":", linewidth=1)
+            if ax is not ax_roles and fault is not None:  # a tint would change the role colours
+                ax.axvspan(fault - t0, heal - t0, color="#de2d26", alpha=0.06)
     if fault is not None:
         ax_epochs.annotate("fault", (fault - t0, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
                            textcoords="offset points", color="#de2d26", fontsize=8)
