@@ -16,12 +16,13 @@ command -v redis-server >/dev/null || missing_debs+=(redis-server)
 # The alert-rule tests run promtool, the scrape test a real prometheus, the routing test amtool.
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing_debs+=(prometheus)
 command -v amtool >/dev/null || missing_debs+=(prometheus-alertmanager)
-# The deployment tests build a throwaway Debian root, boot it in network
-# namespaces and apply the playbooks over SSH; they verify units offline.
+# The deployment tests debootstrap a throwaway Debian root, boot it with
+# systemd-nspawn in network namespaces and apply the playbooks over SSH.
 command -v debootstrap >/dev/null || missing_debs+=(debootstrap)
 command -v ssh >/dev/null || missing_debs+=(openssh-client)
 command -v ip >/dev/null || missing_debs+=(iproute2)
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
+command -v systemd-nspawn >/dev/null || missing_debs+=(systemd-container)
 # The chaos drills cut the heartbeat link with netfilter rules inside network namespaces,
 # and build toxiproxy's server with Go (below) when it is not there yet.
 command -v iptables >/dev/null || missing_debs+=(iptables)

@@ -1,0 +1,170 @@
+"""The example inventory applied for real: three booted Debian hosts
+(tests/deploy_hosts.py), a vault with fresh secrets, the simulated exchange
+standing in for the venue, and `ansible-playbook` run over SSH from the
+controller's namespace."""
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.deploy_hosts import SUBNET, Lan, Machine, base_image, role_packages, run
+from tests.simproc import SimProcess
+
+REPO = Path(__file__).resolve().parent.parent
+ANSIBLE_DIR = REPO / "deploy" / "ansible"
+VENV_BIN = Path(sys.executable).parent
+HOSTS = {"sg-1": f"{SUBNET}.11", "sg-2": f"{SUBNET}.12", "witness": f"{SUBNET}.20"}
+SIM_PORT = 8900
+
+
+def random_secret(length: int = 40) -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
+
+
+@dataclass
+class Timings:
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, name: str):
+        timings = self
+
+        class _Step:
+            def __enter__(self):
+                self.started = time.monotonic()
+
+            def __exit__(self, *exc):
+                timings.steps[name] = round(time.monotonic() - self.started, 1)
+
+        return _Step()
+
+
+class DeployedCluster:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.timings = Timings()
+        self.vault = {
+            "vault_understudy_api_key": random_secret(),
+            "vault_understudy_api_secret": random_secret(),
+            "vault_understudy_admin_token": random_secret(),
+            "vault_understudy_heartbeat_key": random_secret(48),
+            "vault_understudy_redis_password": random_secret(),
+            "vault_understudy_pagerduty_routing_key": random_secret(32),
+            "vault_understudy_slack_webhook_url": f"https://hooks.slack.com/services/T0/B0/{random_secret(24)}",
+        }
+        self.key_file = workdir / "id_ed25519"
+        self.inventory = workdir / "inventory"
+        self.vault_password_file = workdir / "vault-password"
+        self.wheelhouse = workdir / "wheelhouse"
+        self.lan: Lan | None = None
+        self.machines: dict[str, Machine] = {}
+        self.sim: SimProcess | None = None
+        self.site_run: subprocess.CompletedProcess | None = None
+
+    # --- building it -------------------------------------------------------------------------------------
+    def start(self) -> "DeployedCluster":
+        with ThreadPoolExecutor(2) as pool:
+            # The image (debootstrap, cached) and the wheelhouse (pip) do not depend on each other.
+            image_job = pool.submit(base_image, role_packages(ANSIBLE_DIR))
+            with self.timings.measure("wheelhouse"):
+                run([str(ANSIBLE_DIR / "build-wheelhouse.sh"), str(self.wheelhouse)], timeout=300)
+            with self.timings.measure("image (debootstrap, or the cache)"):
+                image = image_job.result()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f", str(self.key_file)])
+        public_key = Path(f"{self.key_file}.pub").read_text()
+        with self.timings.measure("boot"):
+            self.lan = Lan()
+            for name, address in HOSTS.items():
+                self.machines[name] = Machine(name, address, image, self.lan, self.workdir / name, public_key).boot()
+            for machine in self.machines.values():
+                machine.wait_for_ssh(self.key_file)
+        self._start_sim()
+        self._write_inventory()
+        return self
+
+    def _start_sim(self) -> None:
+        account = (self.vault["vault_understudy_api_key"], self.vault["vault_understudy_api_secret"])
+        self.sim = SimProcess(self.workdir, [account], ("--seed", "7"), audit_log=True)
+        self.sim.args = ["ip", "netns", "exec", self.lan.controller_ns, *self.sim.args, "--host",
+                         self.lan.controller_address]
+        self.sim.args[self.sim.args.index("--port") + 1] = str(SIM_PORT)
+        self.sim.start()
+
+    def _write_inventory(self) -> None:
+        shutil.copytree(ANSIBLE_DIR / "inventory" / "example", self.inventory)
+        (self.inventory / "vault.yml.example").unlink()
+        hosts = {"all": {"children": {
+            "nodes": {"hosts": {h: self._host_vars(h) for h in ("sg-1", "sg-2")}},
+            "witnesses": {"hosts": {"witness": self._host_vars("witness")}},
+        }}}
+        (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        example = yaml.safe_load((self.inventory / "group_vars" / "all" / "main.yml").read_text())
+        sim_url = f"http://{self.lan.controller_address}:{SIM_PORT}"
+        overrides = {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key_file),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            # The namespaces have no route to the mirror; the image holds every package the roles install.
+            "understudy_apt_cache_valid_time": 10 * 365 * 86400,
+            "understudy_venue": {**example["understudy_venue"], "rest_url": sim_url,
+                                 "stream_url": sim_url.replace("http", "ws"),
+                                 "ws_api_url": sim_url.replace("http", "ws") + "/ws-api/v3"},
+            "node_wheelhouse": str(self.wheelhouse),
+            "node_environment": {"UNDERSTUDY_DEPLOY_TEST": "1"},
+        }
+        (self.inventory / "group_vars" / "all" / "test_overrides.yml").write_text(yaml.safe_dump(overrides))
+        vault_file = self.inventory / "group_vars" / "all" / "vault.yml"
+        vault_file.write_text(yaml.safe_dump(self.vault))
+        self.vault_password_file.write_text(random_secret())
+        self.vault_password_file.chmod(0o600)
+        run([str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(self.vault_password_file),
+             str(vault_file)])
+
+    @staticmethod
+    def _host_vars(name: str) -> dict:
+        return {"ansible_host": HOSTS[name], "understudy_private_address": HOSTS[name]}
+
+    # --- using it -----------------------------------------------------------------------------------------
+    def playbook(self, playbook: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"), "ANSIBLE_FORKS": "3",
+               "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp")}
+        argv = ["ip", "netns", "exec", self.lan.controller_ns, str(VENV_BIN / "ansible-playbook"),
+                "-i", str(self.inventory / "hosts.yml"), "--vault-password-file", str(self.vault_password_file),
+                playbook, *extra]
+        result = subprocess.run(argv, cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+        (self.workdir / f"{Path(playbook).stem}.log").open("a").write(result.stdout + result.stderr)
+        return result
+
+    def ssh(self, host: str, command: str, check: bool = True, timeout: float = 60) -> str:
+        return self.machines[host].ssh(self.key_file, command, timeout=timeout, check=check).stdout
+
+    def in_netns(self, host: str, *argv: str, timeout: float = 30, check: bool = True):
+        ns = self.lan.controller_ns if host == "controller" else self.machines[host].netns
+        return self.lan.exec_in(ns, *argv, timeout=timeout, check=check)
+
+    def close(self) -> None:
+        if self.sim:
+            self.sim.stop()
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda m: m.shutdown(), self.machines.values()))
+        if self.lan:
+            self.lan.close()
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines as {host: {ok: N, changed: N, failed: N, ...}}."""
+    hosts = {}
+    for line in output.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line)
+        if match:
+            hosts[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return hosts

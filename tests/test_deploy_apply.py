@@ -1,0 +1,295 @@
+"""site.yml applied for real: three Debian 12 hosts booted with systemd
+(tests/deploy_hosts.py) get the example inventory with fresh vault secrets;
+the simulated exchange stands in for the venue. Then: the rendered configs,
+the installed virtualenv's `config check`, the secrets' owner and mode, the
+unit verified and hardened, the pair trading under systemd with Redis on the
+witness and Prometheus watching, the firewall, and drill.yml freezing the
+primary past the watchdog.
+
+The expensive part is the first debootstrap (about 80 s on two cores, ~120
+MB from deb.debian.org); it is cached under ~/.cache/understudy/deploy
+(UNDERSTUDY_DEPLOY_CACHE) for later runs. Root, network namespaces and
+systemd-nspawn are required, as they are on the machines the suite runs on.
+"""
+import json
+import re
+import time
+import tomllib
+
+import pytest
+import yaml
+
+from tests.deploy_cluster import ANSIBLE_DIR, HOSTS, REPO, SIM_PORT, DeployedCluster, recap
+
+pytestmark = pytest.mark.timeout(900)
+
+NODES = ("sg-1", "sg-2")
+SECRET_FILES = {"api_key": "vault_understudy_api_key", "api_secret": "vault_understudy_api_secret",
+                "admin_token": "vault_understudy_admin_token", "heartbeat_key": "vault_understudy_heartbeat_key",
+                "redis_password": "vault_understudy_redis_password"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    deployed = DeployedCluster(tmp_path_factory.mktemp("deploy"))
+    try:
+        deployed.start()
+        with deployed.timings.measure("site.yml"):
+            deployed.site_run = deployed.playbook("site.yml")
+        yield deployed
+    finally:
+        deployed.close()
+        print(f"\ndeploy test timings (s): {deployed.timings.steps}")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
+
+
+def http_status(cluster, host: str, url: str) -> int:
+    """GET from inside `host` (its firewall and its view), like the playbooks do."""
+    script = ("import sys, urllib.request, urllib.error\n"
+              "try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=3).status)\n"
+              "except urllib.error.HTTPError as e:\n    print(e.code)\n"
+              "except OSError:\n    print(0)\n")
+    return int(cluster.ssh(host, f"python3 -c '{script}' {url}").strip())
+
+
+def roles(cluster) -> dict[str, str]:
+    found = {}
+    for node in NODES:
+        url = f"http://{HOSTS[node]}:9100"
+        found[node] = ("primary" if http_status(cluster, node, f"{url}/primary") == 200
+                       else "standby" if http_status(cluster, node, f"{url}/standby") == 200 else "other")
+    return found
+
+
+def healthy_pair(cluster) -> dict[str, str] | None:
+    found = roles(cluster)
+    return found if sorted(found.values()) == ["primary", "standby"] else None
+
+
+def unit_property(cluster, host: str, name: str) -> str:
+    return cluster.ssh(host, f"systemctl show -p {name} --value understudy-node").strip()
+
+
+def test_site_yml_applies_cleanly(cluster):
+    run = cluster.site_run
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
+    summary = recap(run.stdout)
+    assert set(summary) == set(HOSTS)
+    for host, counts in summary.items():
+        assert counts["failed"] == 0 and counts["unreachable"] == 0, summary
+        assert counts["changed"] > 10, summary
+    print("\n" + run.stdout[run.stdout.index("PLAY RECAP"):].strip())
+
+
+def test_no_secret_reaches_the_playbook_output(cluster):
+    output = cluster.site_run.stdout + cluster.site_run.stderr
+    for name, value in cluster.vault.items():
+        assert value not in output, f"{name} was printed"
+
+
+def test_rendered_node_configs(cluster):
+    example = yaml.safe_load((ANSIBLE_DIR / "inventory/example/group_vars/all/main.yml").read_text())
+    sim = f"{cluster.lan.controller_address}:{SIM_PORT}"
+    for node, peer in (("sg-1", "sg-2"), ("sg-2", "sg-1")):
+        config = tomllib.loads(cluster.ssh(node, "cat /etc/understudy/node.toml"))
+        assert config["node"] == {"id": node, "mode": "cluster", "log_level": "info",
+                                  "state_dir": "/var/lib/understudy"}
+        assert config["cluster"]["peer"] == peer
+        assert config["cluster"]["bind_host"] == HOSTS[node]
+        assert config["cluster"]["peer_host"] == HOSTS[peer]
+        assert config["cluster"]["peer_admin_url"] == f"http://{HOSTS[peer]}:9100"
+        assert config["cluster"]["heartbeat_key"] == {"file": "/etc/understudy/secrets/heartbeat_key"}
+        assert config["admin"] == {"host": HOSTS[node], "port": 9100,
+                                   "token": {"file": "/etc/understudy/secrets/admin_token"}}
+        assert config["lock"]["backend"] == "redis" and config["lock"]["ttl_s"] == 1.0
+        assert config["lock"]["redis"] == {"host": HOSTS["witness"], "port": 6379, "username": "understudy",
+                                           "password": {"file": "/etc/understudy/secrets/redis_password"},
+                                           "key_prefix": "understudy"}
+        assert config["venue"]["rest_url"] == f"http://{sim}"
+        assert config["venue"]["ws_api_url"] == f"ws://{sim}/ws-api/v3"
+        assert config["venue"]["api_key"] == {"file": "/etc/understudy/secrets/api_key"}
+        assert config["strategy"] == example["understudy_strategy"]
+        assert config["risk"] == example["understudy_risk"]
+        assert config["market"] == example["understudy_market"]
+
+
+def test_installed_virtualenv_passes_config_check_as_the_service_user(cluster):
+    for node in NODES:
+        out = cluster.ssh(node, "runuser -u understudy -- /opt/understudy/current/bin/understudy "
+                                "config check /etc/understudy/node.toml")
+        assert out.strip() == f"/etc/understudy/node.toml: ok (node {node}, cluster mode, BTCUSDT)"
+        release = cluster.ssh(node, "readlink /opt/understudy/current").strip()
+        assert re.fullmatch(r"/opt/understudy/releases/0\.1\.0-[0-9a-f]{12}/venv", release), release
+        # The hosts' own Python (bookworm's), not this machine's.
+        assert cluster.ssh(node, "/opt/understudy/current/bin/python -V").strip() == "Python 3.11.2"
+        # The operator's wrapper runs the same check, as the service user, from sudo.
+        assert "ok (node" in cluster.ssh(node, "understudy config check /etc/understudy/node.toml")
+
+
+def test_secrets_owner_and_mode(cluster):
+    for node in NODES:
+        listing = cluster.ssh(node, "stat -c '%U %G %a %n' /etc/understudy /etc/understudy/secrets "
+                                    "/etc/understudy/node.toml /etc/understudy/secrets/*").splitlines()
+        assert listing[:3] == ["root understudy 750 /etc/understudy",
+                               "understudy understudy 700 /etc/understudy/secrets",
+                               "root understudy 640 /etc/understudy/node.toml"]
+        files = {line.rsplit("/", 1)[1]: line.split()[:3] for line in listing[3:]}
+        assert files == {name: ["understudy", "understudy", "600"] for name in SECRET_FILES}
+        for name, vault_key in SECRET_FILES.items():
+            assert cluster.ssh(node, f"cat /etc/understudy/secrets/{name}").strip() == cluster.vault[vault_key]
+    witness = cluster.ssh("witness", "stat -c '%U %G %a %n' /etc/alertmanager/secrets/* /etc/redis/users.acl")
+    assert witness.splitlines() == [
+        "prometheus prometheus 400 /etc/alertmanager/secrets/pagerduty-routing-key",
+        "prometheus prometheus 400 /etc/alertmanager/secrets/slack-webhook-url",
+        "redis redis 640 /etc/redis/users.acl"]
+    # Redis keeps a hash of the password, not the password.
+    assert cluster.vault["vault_understudy_redis_password"] not in cluster.ssh("witness", "cat /etc/redis/users.acl")
+
+
+def test_unit_installed_verified_and_hardened(cluster):
+    shipped = (REPO / "deploy/systemd/understudy-node.service").read_text()
+    for node in NODES:
+        assert cluster.ssh(node, "cat /etc/systemd/system/understudy-node.service") == shipped
+        assert cluster.ssh(node, "systemctl is-enabled understudy-node").strip() == "enabled"
+        verify = cluster.machines[node].ssh(cluster.key_file, "systemd-analyze verify understudy-node.service")
+        assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    # The same check speaks up about a broken unit, so its silence above means something. (systemd
+    # ignores a setting it cannot parse and verify still exits 0: the output is what counts.)
+    broken = cluster.machines["sg-1"].ssh(
+        cluster.key_file, "sed 's/^Restart=always/Restart=sometimes/; s/^WatchdogSec=5s/WatchdogSec=soon/' "
+                          "/etc/systemd/system/understudy-node.service > /tmp/broken.service && "
+                          "systemd-analyze verify /tmp/broken.service", check=False)
+    assert "ignoring: sometimes" in broken.stderr and "ignoring: soon" in broken.stderr, broken.stderr
+    exposure = cluster.ssh("sg-1", "systemd-analyze security understudy-node.service | tail -1")
+    score = float(re.search(r"exposure level for understudy-node.service: ([\d.]+)", exposure).group(1))
+    assert score <= 2.0, exposure
+
+
+def test_pair_runs_under_systemd_with_the_watchdog(cluster):
+    pair = wait_until(lambda: healthy_pair(cluster), 60, "one primary and one ready standby")
+    for node in NODES:
+        assert cluster.ssh(node, "systemctl is-active understudy-node").strip() == "active"
+        assert unit_property(cluster, node, "Type") == "notify"
+        assert unit_property(cluster, node, "WatchdogUSec") == "5s"
+        assert unit_property(cluster, node, "User") == "understudy"
+        assert unit_property(cluster, node, "NRestarts") == "0"
+        environ = cluster.ssh(node, "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value "
+                                    "understudy-node)/environ")
+        assert "UNDERSTUDY_DEPLOY_TEST=1" in environ.splitlines()  # the drop-in is in effect
+        assert "WATCHDOG_USEC=5000000" in environ.splitlines()
+    status = cluster.ssh("sg-1", "understudy status --config /etc/understudy/node.toml")
+    primary = next(node for node, role in pair.items() if role == "primary")
+    assert re.search(rf"^{primary}\s+primary\s+\d+", status, re.M), status
+
+
+def prometheus_query(cluster, query: str) -> list:
+    script = ("import json, sys, urllib.parse, urllib.request\n"
+              "url = 'http://127.0.0.1:9090/api/v1/query?query=' + urllib.parse.quote(sys.argv[1])\n"
+              "print(json.dumps(json.load(urllib.request.urlopen(url, timeout=5))['data']['result']))\n")
+    return json.loads(cluster.ssh("witness", f"python3 -c \"{script}\" '{query}'"))
+
+
+def test_witness_runs_the_lock_and_monitoring(cluster):
+    for unit in ("redis-server", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "nftables"):
+        assert cluster.ssh("witness", f"systemctl is-active {unit}").strip() == "active", unit
+    def scraped_nodes():
+        up = prometheus_query(cluster, 'up{job="understudy"} == 1')
+        return sorted(r["metric"]["instance"] for r in up) == list(NODES)
+
+    wait_until(scraped_nodes, 60, "Prometheus scraping both nodes")
+    holders = prometheus_query(cluster, 'sum(understudy_lock_held{job="understudy"})')
+    assert holders[0]["value"][1] == "1"
+    machines = prometheus_query(cluster, 'up{job="node"} == 1')
+    assert sorted(r["metric"]["instance"] for r in machines) == sorted(HOSTS)
+    rules = json.loads(cluster.ssh("witness", "python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                                              "'http://127.0.0.1:9090/api/v1/rules').read().decode())\""))
+    loaded = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
+    ours = {rule["alert"] for path in (REPO / "deploy/prometheus").glob("*.rules.yml")
+            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
+    assert ours and ours <= loaded
+    assert http_status(cluster, "witness", "http://127.0.0.1:9093/-/ready") == 200
+
+
+REDIS_PROBE = """
+import sys, redis
+host, password = sys.argv[1], sys.argv[2]
+def outcome(client, *command):
+    try:
+        client.execute_command(*command)
+        return "ok"
+    except redis.exceptions.RedisError as exc:
+        return type(exc).__name__
+anonymous = redis.Redis(host=host, socket_timeout=3)
+user = redis.Redis(host=host, username="understudy", password=password, socket_timeout=3)
+print(outcome(anonymous, "PING"), outcome(user, "PING"), outcome(user, "GET", "understudy:epoch"),
+      outcome(user, "GET", "elsewhere:key"), outcome(user, "FLUSHALL"), outcome(user, "CONFIG", "GET", "*"))
+"""
+
+
+def test_redis_lock_user_is_confined_and_persistence_is_on(cluster):
+    probe = cluster.in_netns("sg-1", str(REPO / ".venv/bin/python"), "-c", REDIS_PROBE, HOSTS["witness"],
+                             cluster.vault["vault_understudy_redis_password"])
+    assert probe.stdout.split() == ["AuthenticationError", "ok", "ok", "NoPermissionError", "NoPermissionError",
+                                    "NoPermissionError"], probe.stdout
+    assert cluster.ssh("witness", "ls /var/lib/redis/appendonlydir | grep -c '\\.aof'").strip() != "0"
+
+
+PORT_PROBE = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1.5).close()
+        print("open")
+    except ConnectionRefusedError:
+        print("refused")
+    except OSError:
+        print("filtered")
+"""
+
+
+def probe_ports(cluster, source: str, *targets: str) -> list[str]:
+    return cluster.in_netns(source, str(REPO / ".venv/bin/python"), "-c", PORT_PROBE, *targets).stdout.split()
+
+
+def test_firewall_opens_ports_only_between_the_hosts_that_need_them(cluster):
+    w, s1, s2 = HOSTS["witness"], HOSTS["sg-1"], HOSTS["sg-2"]
+    # The controller is none of the three: it gets SSH and nothing else.
+    assert probe_ports(cluster, "controller", f"{w}:22", f"{w}:6379", f"{s1}:9100", f"{s1}:9101") == \
+        ["open", "filtered", "filtered", "filtered"]
+    # The nodes reach the lock and each other's admin API; not the witness's Prometheus.
+    assert probe_ports(cluster, "sg-1", f"{w}:6379", f"{s2}:9100", f"{w}:9090", f"{s2}:9101") == \
+        ["open", "open", "filtered", "filtered"]
+    # The witness scrapes the nodes (admin /metrics and node_exporter) but is not a lock client anywhere.
+    assert probe_ports(cluster, "witness", f"{s1}:9100", f"{s2}:9101", f"{s1}:7400") == \
+        ["open", "open", "filtered"]
+
+
+def test_drill_freeze_primary_past_the_watchdog(cluster):
+    """drill.yml against the deployed pair: the primary frozen for 8 s. The
+    standby takes the lock; systemd's watchdog (5 s) kills the silent node
+    and restarts it; it rejoins as a ready standby."""
+    before = wait_until(lambda: healthy_pair(cluster), 60, "a healthy pair before the drill")
+    primary = next(node for node, role in before.items() if role == "primary")
+    standby = next(node for node in NODES if node != primary)
+    run = cluster.playbook("drill.yml", "-e", "drill_scenario=freeze-primary", "-e", "drill_freeze_s=8")
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert f"scenario freeze-primary: {standby} held the lock" in run.stdout
+    assert f"{primary} is a ready standby again" in run.stdout
+    assert roles(cluster) == {primary: "standby", standby: "primary"}
+    assert unit_property(cluster, primary, "NRestarts") == "1"
+    journal = cluster.ssh(primary, "journalctl -u understudy-node --no-pager -o cat")
+    assert "Watchdog timeout" in journal, journal[-3000:]
+    assert unit_property(cluster, standby, "NRestarts") == "0"
+    # The lock history the drill printed has the takeover: epoch, from, to, then its timings.
+    assert re.search(rf"\d+\s+{primary}\s+{standby}\s+[\d.]+→", run.stdout), run.stdout[-3000:]
