@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import toxiproxy
-from toxiproxy.api import APIConsumer
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_ENV = "UNDERSTUDY_TOXIPROXY_SERVER"
@@ -150,7 +149,3 @@ class Link:
     def destroy(self) -> None:
         self.proxy.destroy()
 
-
-def api_port() -> int:
-    """The API port toxiproxy-python is currently pointed at."""
-    return APIConsumer.port
