@@ -181,6 +181,51 @@ async def test_unreachable_backend_loses_the_lease_by_its_safe_deadline(cluster)
     await holder.close()
 
 
+async def test_a_lapsed_lock_is_restored_at_its_epoch_only_if_nobody_took_it(cluster):
+    holder, other = cluster.lock("sg-1"), cluster.lock("sg-2")
+    lease = await holder.acquire(timeout_s=3)
+    await holder._stop_renewing()  # the holder is cut off from the backend (riding the peer lease)
+    await asyncio.sleep(TTL + 0.3)  # long enough for the key to lapse
+    assert (await other.backend.inspect(deadline())).holder is None
+    assert not await holder.backend.renew("sg-1", lease.epoch, TTL, deadline())
+    assert await holder.backend.restore("sg-1", lease.epoch, TTL, deadline())
+    state = await other.backend.inspect(deadline())
+    assert (state.holder, state.epoch, state.last_epoch) == ("sg-1", lease.epoch, lease.epoch)
+    assert await other.try_acquire() is None
+    assert not await holder.backend.restore("sg-1", lease.epoch, TTL, deadline()), "restored over a held key"
+
+    # Once anyone acquired after it, there is no going back to the old epoch.
+    assert await holder.backend.release("sg-1", lease.epoch, deadline())
+    second = await other.try_acquire()
+    assert second is not None and second.epoch > lease.epoch
+    assert await other.release()
+    assert not await holder.backend.restore("sg-1", lease.epoch, TTL, deadline())
+    assert not await other.backend.restore("sg-2", second.epoch + 1, TTL, deadline()), "an epoch never issued"
+    assert (await other.backend.inspect(deadline())).holder is None
+
+
+async def test_a_renewal_that_finds_the_key_lapsed_restores_it(cluster):
+    """The TradingLock side: the backend stalled past the key's TTL while the
+    peer lease kept the holder trading; when it answers again the holder keeps
+    its epoch instead of losing the lock."""
+    lost = []
+    holder = cluster.lock("sg-1", on_lost=lost.append)
+    holder.failsafe_until = lambda: time.monotonic() + 0.3  # a standby that keeps vouching
+    lease = await holder.acquire(timeout_s=3)
+    cluster.stall()
+    try:
+        await asyncio.sleep(TTL * 3)  # the backend would have let the key lapse by now
+        assert holder.may_trade() and holder.on_failsafe()
+    finally:
+        cluster.unstall()
+    await asyncio.sleep(TTL)
+    assert holder.restores == 1, "the key lapsed during the stall: the renewal had to restore it"
+    assert not lost and holder.lease.epoch == lease.epoch and holder.may_trade() and not holder.on_failsafe()
+    state = await holder.backend.inspect(deadline())
+    assert (state.holder, state.epoch) == ("sg-1", lease.epoch)
+    await holder.release()
+
+
 async def test_pause_flag_and_history(cluster):
     backend = cluster.client()
     assert (await backend.get_pause(deadline())).paused is False

@@ -54,7 +54,11 @@ async def bounded(awaitable, deadline: float, what: str):
             awaitable.close()
         raise BackendUnavailable(f"{what}: deadline already passed")
     try:
-        return await asyncio.wait_for(awaitable, remaining)
+        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the inner call completes, and an acquire loop told to
+        # stop would then go on and take the lock.
+        async with asyncio.timeout(remaining):
+            return await awaitable
     except (TimeoutError, asyncio.TimeoutError):
         raise BackendUnavailable(f"{what}: no answer within {remaining * 1000:.0f} ms") from None
     except (OSError, ConnectionError) as exc:
@@ -81,6 +85,14 @@ class LockBackend(abc.ABC):
     @abc.abstractmethod
     async def renew(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
         """Extends the lock if it is still ours at this epoch."""
+
+    @abc.abstractmethod
+    async def restore(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
+        """Takes the lock back at the same epoch when it lapsed while nobody
+        acquired it since (the last epoch handed out is still `epoch`): the
+        holder that rode a backend outage on the peer lease keeps its epoch
+        and its orders. False when anyone else acquired it meanwhile, or the
+        backend lost its data."""
 
     @abc.abstractmethod
     async def release(self, node: str, epoch: int, deadline: float) -> bool:

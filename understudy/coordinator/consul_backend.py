@@ -154,6 +154,25 @@ class ConsulBackend(LockBackend):
         await self._pass_check(deadline)
         return await self._still_ours(node, epoch, deadline)
 
+    async def restore(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
+        epoch_entry, _ = await self._get_key(self._epoch, deadline)
+        if self._value(epoch_entry) != str(epoch):
+            return False  # acquired by someone since, or the data is gone
+        marker, _ = await self._get_key(self._handover, deadline)
+        if self._value(marker):
+            return False
+        entry, _ = await self._get_key(self._lock, deadline)
+        if entry and entry.get("Session"):
+            return False
+        session = await self._ensure_session(node, ttl_s, deadline)
+        await self._pass_check(deadline)
+        # An acquire racing this one bumps the epoch first and then finds the key held: it gets
+        # nothing, and the next acquisition still gets an epoch above ours.
+        _, _, ok = await self._request("PUT", f"/v1/kv/{self._lock}", deadline, "restore",
+                                       {"acquire": session, "cas": str(entry["ModifyIndex"] if entry else 0)},
+                                       body=f"{node}|{epoch}")
+        return ok is True
+
     async def _release(self, node: str, epoch: int, deadline: float) -> bool:
         if self._session_id is None or not await self._still_ours(node, epoch, deadline):
             return False

@@ -54,6 +54,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -90,6 +97,7 @@ class RedisBackend(LockBackend):
         self._acquire = self._client.register_script(_ACQUIRE)
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
+        self._restore = self._client.register_script(_RESTORE)
 
     async def _call(self, awaitable, deadline: float, what: str):
         try:
@@ -110,6 +118,11 @@ class RedisBackend(LockBackend):
     async def renew(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
         return bool(await self._call(self._renew(keys=[self._lock], args=[f"{node}|{epoch}", int(ttl_s * 1000)]),
                                      deadline, "renew"))
+
+    async def restore(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
+        return bool(await self._call(
+            self._restore(keys=[self._lock, self._epoch, self._handover], args=[node, str(epoch), int(ttl_s * 1000)]),
+            deadline, "restore"))
 
     async def release(self, node: str, epoch: int, deadline: float) -> bool:
         return bool(await self._call(

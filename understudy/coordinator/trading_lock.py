@@ -45,6 +45,7 @@ class TradingLock:
         self.lost_reason: str | None = None
         self.renewals = 0
         self.renew_failures = 0
+        self.restores = 0
         self.renew_latency_s: list[float] = []
         self._renewer: asyncio.Task | None = None
 
@@ -131,6 +132,10 @@ class TradingLock:
             if self.lease is None or self.lease.epoch != epoch:
                 return
             if not ok:
+                ok = await self._try_restore(epoch)
+                if self.lease is None or self.lease.epoch != epoch:
+                    return
+            if not ok:
                 self._lose("renewal found the lock no longer ours")
                 return
             self.renewals += 1
@@ -138,6 +143,20 @@ class TradingLock:
             del self.renew_latency_s[:-1000]
             self.lease = self._grant(epoch, sent_at, self._lease.not_before)
             next_at = sent_at + self.renew_every_s
+
+    async def _try_restore(self, epoch: int) -> bool:
+        """The key lapsed (say, through a backend outage this node rode on
+        the peer lease): take it back at the same epoch if nobody acquired
+        it since. Any doubt is a loss."""
+        try:
+            restored = await self.backend.restore(self.node, epoch, self.ttl_s, self.lease.safe_deadline)
+        except BackendUnavailable as exc:
+            log.warning("lock restore failed", error=str(exc))
+            return False
+        if restored:
+            self.restores += 1
+            log.warning("the lock had lapsed with nobody taking it since: restored at the same epoch", epoch=epoch)
+        return restored
 
     def _lose(self, reason: str) -> None:
         lease, self.lease = self.lease, None

@@ -58,8 +58,15 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
     finally:
         notifier.stopping()
         stopping.cancel()
+        # No order may leave from here on, whatever the HA tasks are doing while they wind down.
+        engine.quoting = False
+        if engine.gate is not None:
+            engine.gate.close("stopping")
         if controller is not None:
-            await controller.close()
+            try:
+                await asyncio.wait_for(controller.close(), 5)
+            except asyncio.TimeoutError:
+                log.error("failover tasks did not stop within 5 s; going on with the shutdown")
         try:
             await asyncio.wait_for(engine.stop(), 10)
             if controller is not None and controller.lock.lease is not None:
