@@ -170,6 +170,11 @@ class RestApi:
             "api_key": call.request.headers.get("X-MBX-APIKEY", ""), "symbol": p.get("symbol"),
             "client_order_id": None, "http_status": status,
         }
+        client_ts = p.get("timestamp")
+        if client_ts is not None and client_ts.isdigit():
+            # The sender's clock when it signed: the drill checker judges a send against the
+            # sender's lease by this, not by when the venue happened to receive it.
+            record["client_ts_ms"] = int(client_ts)
         if action == "new":
             record.update(client_order_id=p.get("newClientOrderId"), side=p.get("side"), type=p.get("type"),
                           price=p.get("price"), qty=p.get("quantity") or p.get("quoteOrderQty"))

@@ -173,6 +173,7 @@ async def test_audit_log_holds_one_line_per_order_request(quiet_sim, two_traders
     for r in records:
         assert before_us <= r["recv_us"] <= r["done_us"] <= time.time_ns() // 1000
         assert r["symbol"] == "BTCUSDT"
+        assert before_us // 1000 - 1 <= r["client_ts_ms"] <= r["recv_us"] // 1000 + 1, "the sender's signing time"
     done = quiet_sim.audit_records("order_done")
     assert [(d["client_order_id"], d["status"]) for d in done] == [("e7-sg-1-a", "CANCELED"),
                                                                     ("e7-sg-1-b", "CANCELED")]
