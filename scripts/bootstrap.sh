@@ -16,9 +16,9 @@ command -v redis-server >/dev/null || missing_debs+=(redis-server)
 # The alert-rule tests run promtool, the scrape test a real prometheus, the routing test amtool.
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing_debs+=(prometheus)
 command -v amtool >/dev/null || missing_debs+=(prometheus-alertmanager)
-# The deployment tests debootstrap a throwaway Debian root, boot it with
-# systemd-nspawn in network namespaces and apply the playbooks over SSH.
-command -v debootstrap >/dev/null || missing_debs+=(debootstrap)
+# The deployment tests build a throwaway Debian root (mmdebstrap), boot it
+# with systemd-nspawn in network namespaces and apply the playbooks over SSH.
+command -v mmdebstrap >/dev/null || missing_debs+=(mmdebstrap)
 command -v ssh >/dev/null || missing_debs+=(openssh-client)
 command -v ip >/dev/null || missing_debs+=(iproute2)
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)

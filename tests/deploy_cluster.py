@@ -72,11 +72,11 @@ class DeployedCluster:
     # --- building it -------------------------------------------------------------------------------------
     def start(self) -> "DeployedCluster":
         with ThreadPoolExecutor(2) as pool:
-            # The image (debootstrap, cached) and the wheelhouse (pip) do not depend on each other.
+            # The image (mmdebstrap, cached) and the wheelhouse (pip) do not depend on each other.
             image_job = pool.submit(base_image, role_packages(ANSIBLE_DIR))
             with self.timings.measure("wheelhouse"):
                 run([str(ANSIBLE_DIR / "build-wheelhouse.sh"), str(self.wheelhouse)], timeout=300)
-            with self.timings.measure("image (debootstrap, or the cache)"):
+            with self.timings.measure("image (mmdebstrap, or the cache)"):
                 image = image_job.result()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f", str(self.key_file)])
         public_key = Path(f"{self.key_file}.pub").read_text()
@@ -128,6 +128,22 @@ class DeployedCluster:
         run([str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(self.vault_password_file),
              str(vault_file)])
 
+    def build_next_release(self, version: str) -> Path:
+        """The wheelhouse of a release that differs from the installed one: the
+        repository's sources under another version, for upgrade.yml."""
+        source = self.workdir / "next-release"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for tree in ("understudy", "simexchange"):
+            shutil.copytree(REPO / tree, source / tree, ignore=ignore)
+        for name in ("README.md", "deploy/ansible/build-wheelhouse.sh"):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+        pyproject = (REPO / "pyproject.toml").read_text()
+        (source / "pyproject.toml").write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject, 1))
+        wheelhouse = self.workdir / "next-wheelhouse"
+        run([str(source / "deploy/ansible/build-wheelhouse.sh"), str(wheelhouse)], timeout=300)
+        return wheelhouse
+
     @staticmethod
     def _host_vars(name: str) -> dict:
         return {"ansible_host": HOSTS[name], "understudy_private_address": HOSTS[name]}
@@ -140,9 +156,18 @@ class DeployedCluster:
         argv = ["ip", "netns", "exec", self.lan.controller_ns, str(VENV_BIN / "ansible-playbook"),
                 "-i", str(self.inventory / "hosts.yml"), "--vault-password-file", str(self.vault_password_file),
                 playbook, *extra]
-        result = subprocess.run(argv, cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, timeout=timeout)
-        (self.workdir / f"{Path(playbook).stem}.log").open("a").write(result.stdout + result.stderr)
-        return result
+        # The log gets each line with the seconds since the start: where a slow run spends its time.
+        started = time.monotonic()
+        lines = []
+        with subprocess.Popen(argv, cwd=ANSIBLE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as proc, open(self.workdir / f"{Path(playbook).stem}.log", "a") as log:
+            for line in proc.stdout:
+                lines.append(line)
+                log.write(f"{time.monotonic() - started:7.1f} {line}")
+                if time.monotonic() - started > timeout:
+                    proc.kill()
+                    raise TimeoutError(f"{playbook} ran over {timeout} s:\n{''.join(lines[-50:])}")
+        return subprocess.CompletedProcess(argv, proc.returncode, "".join(lines), "")
 
     def ssh(self, host: str, command: str, check: bool = True, timeout: float = 60) -> str:
         return self.machines[host].ssh(self.key_file, command, timeout=timeout, check=check).stdout

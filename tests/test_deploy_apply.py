@@ -4,17 +4,19 @@ the simulated exchange stands in for the venue. Then: the rendered configs,
 the installed virtualenv's `config check`, the secrets' owner and mode, the
 unit verified and hardened, the pair trading under systemd with Redis on the
 witness and Prometheus watching, the firewall, and drill.yml freezing the
-primary past the watchdog.
+primary past the watchdog, then upgrade.yml rolling the pair onto a new
+release.
 
-The expensive part is the first debootstrap (about 80 s on two cores, ~120
-MB from deb.debian.org); it is cached under ~/.cache/understudy/deploy
-(UNDERSTUDY_DEPLOY_CACHE) for later runs. Root, network namespaces and
+The expensive part is building the Debian root the first time (mmdebstrap,
+about 50 s on two cores, ~120 MB from deb.debian.org); it is cached under
+~/.cache/understudy/deploy (UNDERSTUDY_DEPLOY_CACHE) for later runs. Root, network namespaces and
 systemd-nspawn are required, as they are on the machines the suite runs on.
 """
 import json
 import re
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -24,6 +26,7 @@ from tests.deploy_cluster import ANSIBLE_DIR, HOSTS, REPO, SIM_PORT, DeployedClu
 pytestmark = pytest.mark.timeout(900)
 
 NODES = ("sg-1", "sg-2")
+NEXT_VERSION = "0.1.0+next"
 SECRET_FILES = {"api_key": "vault_understudy_api_key", "api_secret": "vault_understudy_api_secret",
                 "admin_token": "vault_understudy_admin_token", "heartbeat_key": "vault_understudy_heartbeat_key",
                 "redis_password": "vault_understudy_redis_password"}
@@ -34,8 +37,12 @@ def cluster(tmp_path_factory):
     deployed = DeployedCluster(tmp_path_factory.mktemp("deploy"))
     try:
         deployed.start()
-        with deployed.timings.measure("site.yml"):
-            deployed.site_run = deployed.playbook("site.yml")
+        with ThreadPoolExecutor(1) as pool:
+            # The upgrade test's release is built while site.yml runs: it only needs pip and the sources.
+            deployed.next_release = pool.submit(deployed.build_next_release, NEXT_VERSION)
+            with deployed.timings.measure("site.yml"):
+                deployed.site_run = deployed.playbook("site.yml")
+            deployed.next_release.result()
         yield deployed
     finally:
         deployed.close()
@@ -292,4 +299,26 @@ def test_drill_freeze_primary_past_the_watchdog(cluster):
     assert "Watchdog timeout" in journal, journal[-3000:]
     assert unit_property(cluster, standby, "NRestarts") == "0"
     # The lock history the drill printed has the takeover: epoch, from, to, then its timings.
+    assert re.search(rf"\d+\s+{primary}\s+{standby}\s+[\d.]+→", run.stdout), run.stdout[-3000:]
+
+
+def test_upgrade_rolls_the_pair_onto_a_new_release(cluster):
+    """upgrade.yml: the standby gets the new release and restarts, the lock is
+    switched over to it, then the former primary follows and rejoins as the
+    ready standby. Both processes run the new virtualenv afterwards."""
+    before = wait_until(lambda: healthy_pair(cluster), 90, "a healthy pair before the upgrade")
+    primary = next(node for node, role in before.items() if role == "primary")
+    standby = next(node for node in NODES if node != primary)
+    run = cluster.playbook("upgrade.yml", "-e", f"node_wheelhouse={cluster.next_release.result()}")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert roles(cluster) == {standby: "primary", primary: "standby"}
+    for node in NODES:
+        release = cluster.ssh(node, "readlink /opt/understudy/current").strip()
+        assert f"/releases/{NEXT_VERSION}-" in release, release
+        # The running process mapped the new release's compiled modules (msgspec, uvloop...).
+        maps = cluster.ssh(node, "cat /proc/$(systemctl show -p MainPID --value understudy-node)/maps")
+        assert release.removesuffix("/venv") in maps, node
+        assert cluster.ssh(node, "systemctl is-active understudy-node").strip() == "active"
+    # The lock moved by switchover, from the old primary to the upgraded standby: no failover.
+    assert f"switched over from {primary} to {standby} in" in run.stdout, run.stdout[-3000:]
     assert re.search(rf"\d+\s+{primary}\s+{standby}\s+[\d.]+→", run.stdout), run.stdout[-3000:]

@@ -26,8 +26,8 @@ def test_playbook_syntax(playbook):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def lint(directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "ansible-lint"), "--nocolor"], cwd=directory,
+def lint(directory: Path, *paths: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "ansible-lint"), "--nocolor", *paths], cwd=directory,
                           env={**ansible_env(), "ANSIBLE_LINT_SKIP_VERSION_CHECK": "1"},
                           capture_output=True, text=True, timeout=300)
 
@@ -50,7 +50,7 @@ def test_ansible_lint_flags_a_violation(tmp_path):
     shutil.copytree(ANSIBLE_DIR, copy)
     tasks = copy / "roles" / "base" / "tasks" / "main.yml"
     tasks.write_text(tasks.read_text() + "\n- shell: cat /etc/os-release | head -1\n")
-    done = lint(copy)
+    done = lint(copy, "roles/base")
     output = done.stdout + done.stderr
     assert done.returncode != 0
     for rule in ("fqcn", "name[missing]", "risky-shell-pipe"):
