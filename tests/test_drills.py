@@ -32,11 +32,7 @@ def lab(tmp_path_factory):
 
 # Known gaps of the code under drill, reported to its owners: the safety invariants are still asserted,
 # only the named invariant may fail (the test then reports an expected failure, with the timeline).
-KNOWN_GAPS = {
-    "primary-lock-partition": ("failover", "when the lock backend comes back, the primary that traded on the peer "
-                               "lease finds its key expired, fences, and both nodes contend: in about half the runs "
-                               "the lock changes hands although DESIGN §2.4 wants no failover"),
-}
+KNOWN_GAPS: dict[str, tuple[str, str]] = {}  # scenario -> (the one invariant it may break, why)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
