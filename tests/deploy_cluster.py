@@ -10,7 +10,7 @@ import string
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,14 +68,21 @@ class DeployedCluster:
         self.machines: dict[str, Machine] = {}
         self.sim: SimProcess | None = None
         self.site_run: subprocess.CompletedProcess | None = None
+        self._background = ThreadPoolExecutor(1)
+        self.next_release: Future | None = None
 
     # --- building it -------------------------------------------------------------------------------------
-    def start(self) -> "DeployedCluster":
+    def start(self, next_version: str | None = None) -> "DeployedCluster":
+        """Builds and boots the hosts. With `next_version`, the wheelhouse of
+        that release is built in the background (next_release) for upgrade.yml."""
         with ThreadPoolExecutor(2) as pool:
             # The image (mmdebstrap, cached) and the wheelhouse (pip) do not depend on each other.
             image_job = pool.submit(base_image, role_packages(ANSIBLE_DIR))
             with self.timings.measure("wheelhouse"):
                 run([str(ANSIBLE_DIR / "build-wheelhouse.sh"), str(self.wheelhouse)], timeout=300)
+            if next_version:
+                # In the shadow of the image's first build, or of site.yml.
+                self.next_release = self._background.submit(self.build_next_release, next_version)
             with self.timings.measure("image (mmdebstrap, or the cache)"):
                 image = image_job.result()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f", str(self.key_file)])
@@ -177,6 +184,7 @@ class DeployedCluster:
         return self.lan.exec_in(ns, *argv, timeout=timeout, check=check)
 
     def close(self) -> None:
+        self._background.shutdown(wait=True)
         if self.sim:
             self.sim.stop()
         with ThreadPoolExecutor(3) as pool:
