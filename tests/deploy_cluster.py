@@ -100,8 +100,9 @@ class DeployedCluster:
     def _start_sim(self) -> None:
         account = (self.vault["vault_understudy_api_key"], self.vault["vault_understudy_api_secret"])
         self.sim = SimProcess(self.workdir, [account], ("--seed", "7"), audit_log=True)
-        self.sim.args = ["ip", "netns", "exec", self.lan.controller_ns, *self.sim.args, "--host",
-                         self.lan.controller_address]
+        # setpriv: SIGTERM to the sim should this process die without its teardown.
+        self.sim.args = ["setpriv", "--pdeathsig", "SIGTERM", "ip", "netns", "exec", self.lan.controller_ns,
+                         *self.sim.args, "--host", self.lan.controller_address]
         self.sim.args[self.sim.args.index("--port") + 1] = str(SIM_PORT)
         self.sim.start()
 

@@ -10,6 +10,7 @@ route out, and every mount lives in a private mount namespace that dies with
 its container.
 """
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -133,6 +134,14 @@ class Lan:
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
+def _power_off_when_orphaned() -> None:
+    """In the child before exec: should the test process die without its
+    teardown (SIGKILL), the kernel sends nspawn SIGTERM, which powers the
+    container off. Survives the execs of unshare and sh."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Machine:
     """One booted container: systemd as PID 1, sshd, eth0 at `address`."""
 
@@ -166,7 +175,7 @@ class Machine:
         with open(self.console_log, "w") as log:
             self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_power_off_when_orphaned)
         return self
 
     def wait_for_ssh(self, key_file: Path, timeout: float = 120) -> None:
