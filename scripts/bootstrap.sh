@@ -23,6 +23,8 @@ command -v ssh >/dev/null || missing_debs+=(openssh-client)
 command -v ip >/dev/null || missing_debs+=(iproute2)
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
 command -v systemd-nspawn >/dev/null || missing_debs+=(systemd-container)
+# deploy/ansible/build-wheelhouse.sh resolves with Debian's own Python (the hosts' version).
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing_debs+=(python3-venv)
 # The chaos drills cut the heartbeat link with netfilter rules inside network namespaces,
 # and build toxiproxy's server with Go (below) when it is not there yet.
 command -v iptables >/dev/null || missing_debs+=(iptables)
