@@ -213,7 +213,11 @@ class FailoverController:
             log.warning("request refused", reason=action.reason)
 
     async def _acquire(self) -> None:
-        while True:
+        # The role is checked before every attempt, not only left to cancel(): a loop that outlived
+        # its candidacy would take the lock the moment it lapses, and the epoch it burns keeps a
+        # primary riding a backend outage from restoring its own.
+        me = asyncio.current_task()
+        while self.state.role is roles.Role.CANDIDATE and self._acquiring is me:
             try:
                 lease = await self.lock.try_acquire(not_before=self.grants.expires_at)
                 if lease is not None:
