@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import random
 import statistics
 import sys
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pinning import pin_to_one_core  # noqa: E402 - bench/pinning.py
 
 import msgspec  # noqa: E402
 
@@ -193,18 +194,6 @@ def generate_stream(n_events: int, levels_per_event: int, seed: int) -> Stream:
 
     return Stream(snapshot, events, level_updates, rescans, last_update_id,
                   as_floats(bids), as_floats(asks))
-
-
-def pin_to_one_core(wanted: int) -> int | None:
-    """Pins this process to CPU `wanted`, or to the first allowed CPU when that
-    one is not allowed; None where affinity is unsupported."""
-    try:
-        allowed = os.sched_getaffinity(0)
-        cpu = wanted if wanted in allowed else min(allowed)
-        os.sched_setaffinity(0, {cpu})
-        return cpu
-    except (AttributeError, OSError):
-        return None
 
 
 def fresh_feed(stream: Stream) -> tuple[marketdata.MarketData, LocalBook]:

@@ -38,7 +38,6 @@ import datetime
 import gc
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -50,6 +49,8 @@ from urllib.parse import parse_qs, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pinning import pin_to_one_core  # noqa: E402 - bench/pinning.py
 
 import msgspec  # noqa: E402
 
@@ -406,18 +407,6 @@ def summary_us(samples_ns: list[int]) -> dict[str, float | None]:
     ordered = sorted(samples_ns)
     return {"p50": round(percentile(ordered, 0.50) / 1e3, 1), "p99": round(percentile(ordered, 0.99) / 1e3, 1),
             "max": round(ordered[-1] / 1e3, 1), "mean": round(statistics.fmean(ordered) / 1e3, 1)}
-
-
-def pin_to_one_core(wanted: int) -> int | None:
-    """Pins this process to CPU `wanted`, or to the first allowed CPU when that
-    one is not allowed; None where affinity is unsupported."""
-    try:
-        allowed = os.sched_getaffinity(0)
-        cpu = wanted if wanted in allowed else min(allowed)
-        os.sched_setaffinity(0, {cpu})
-        return cpu
-    except (AttributeError, OSError):
-        return None
 
 
 def main() -> int:

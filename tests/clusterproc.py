@@ -1,12 +1,14 @@
 """A two-node cluster as real processes: the simulated exchange, a real
 redis-server and two `understudy node run` processes in cluster mode."""
 import asyncio
+import contextlib
 import time
 
 import aiohttp
 
 from tests.nodeproc import ADMIN_TOKEN, NodeProcess, node_env, node_settings, to_toml
-from tests.redisproc import free_port
+from tests.redisproc import RedisProcess, free_port
+from tests.simproc import SimProcess
 
 HEARTBEAT_KEY = "test-heartbeat-key-0123456789abcdef0123456789"
 
@@ -77,3 +79,23 @@ def quoting_primary(statuses: dict) -> str | None:
     quoting = [n for n, s in statuses.items() if s and role(s) == "primary" and s["strategy"]["quoting"]
                and {o["side"] for o in s["orders"]} == {"BUY", "SELL"}]
     return quoting[0] if len(quoting) == 1 else None
+
+
+@contextlib.contextmanager
+def running_pair(tmp_path, *sim_args: str):
+    """The sim, a redis-server and both nodes started, all stopped afterwards whatever happens."""
+    sim = SimProcess(tmp_path, (("test-key-a", "test-secret-a"),), sim_args, True)
+    redis = cluster = None
+    try:
+        sim.start()
+        redis = RedisProcess(tmp_path).start()
+        cluster = Cluster(sim, redis, tmp_path)
+        cluster.start("sg-1")
+        cluster.start("sg-2")
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if redis is not None:
+            redis.kill()
+        sim.stop()

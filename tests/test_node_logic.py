@@ -740,7 +740,7 @@ class TestOmsEntry:
         o = oms.get(cid(1))
         assert o.status is Status.UNKNOWN
         assert oms.working() == {}  # the strategy cannot count on it
-        assert oms.open_qty("SELL") == 0.5  # but risk does
+        assert oms.exposure().sell_qty == 0.5  # but risk does
         oms.on_reply(reply(cid(1), "NEW"), 2.0)
         assert o.status is Status.NEW
 
@@ -834,7 +834,7 @@ class TestOmsCancels:
         o = oms.get(cid(1))
         assert o.status is Status.PENDING_CANCEL and o.cancel_sent_at == 2.0
         assert oms.working() == {}
-        assert oms.open_qty("BUY") == 1.0  # still counted until it is gone
+        assert oms.exposure().buy_qty == 1.0  # still counted until it is gone
         # a late NEW or PARTIALLY_FILLED does not undo the pending cancel
         oms.on_reply(reply(cid(1), "NEW"), 2.5)
         oms.on_execution(report(cid(1), "TRADE", "PARTIALLY_FILLED", i=11, z=0.3, l=0.3, t=1), 2.6)
@@ -849,7 +849,7 @@ class TestOmsCancels:
         done = oms.finished[-1]
         assert done.status is Status.CANCELED and done.filled == 0.2 and done.finished_at == 2.0
         assert oms.outcomes == {"CANCELED": 1}
-        assert oms.open_qty("BUY") == 0.0
+        assert oms.exposure().buy_qty == 0.0
 
     def test_cancel_on_stream_uses_the_original_client_id(self):
         oms = Oms(NODE)
@@ -884,7 +884,7 @@ class TestOmsReconcile:
             "SELL", 101.5, 0.5, 1, None, 77, 0.1, Status.NEW, 10.0, 10.0)
         assert oms.get(other_node) is None and oms.get(garbage) is None
         assert oms.working() == {}  # adopted orders hold no quote slot
-        assert oms.open_qty("SELL") == pytest.approx(0.4)
+        assert oms.exposure().sell_qty == pytest.approx(0.4)
         assert oms.count() == 1
 
     def test_adopted_partially_filled_status(self):
@@ -939,7 +939,7 @@ class TestOmsReconcile:
 
 
 class TestOmsQueries:
-    def test_working_and_open_qty(self):
+    def test_working_and_exposure(self):
         oms = Oms(NODE)
         pending = order(cid(1), side="BUY", level=0, qty=1.0)
         new = order(cid(2), side="SELL", level=0, qty=2.0)
@@ -953,14 +953,14 @@ class TestOmsQueries:
         oms.on_cancel_sent(cid(4), 1.0)
         oms.on_outcome_unknown(cid(5), 1.0)
         assert oms.working() == {("BUY", 0): pending, ("SELL", 0): new, ("BUY", 1): partial}
-        assert oms.open_qty("BUY") == pytest.approx(1.0 + 2.0 + 5.0)
-        assert oms.open_qty("SELL") == pytest.approx(2.0 + 4.0)
+        assert oms.exposure().buy_qty == pytest.approx(1.0 + 2.0 + 5.0)
+        assert oms.exposure().sell_qty == pytest.approx(2.0 + 4.0)
         assert oms.count() == 5
         assert oms.count(Status.NEW, Status.PENDING_NEW) == 2
         assert oms.count(Status.UNKNOWN) == 1
         oms.on_execution(report(cid(3), "TRADE", "FILLED", i=3, z=3.0, l=2.0, t=2), 2.0)
         assert ("BUY", 1) not in oms.working()
-        assert oms.open_qty("BUY") == pytest.approx(6.0)
+        assert oms.exposure().buy_qty == pytest.approx(6.0)
 
     def test_remaining_never_negative(self):
         o = order(cid(1), qty=1.0)

@@ -11,11 +11,9 @@ import urllib.request
 
 import pytest
 
-from tests.clusterproc import Cluster
+from tests.clusterproc import running_pair
 from tests.promproc import PrometheusProcess
 from tests.promql import RULES, alert_rules, dashboard_queries, exposed_names, metric_names, runbook_queries
-from tests.redisproc import RedisProcess
-from tests.simproc import SimProcess
 
 pytestmark = pytest.mark.timeout(120)
 JOB = "understudy"
@@ -27,24 +25,13 @@ PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 def pair(tmp_path_factory):
     """The cluster and the Prometheus scraping it; tests run in file order and the last one kills a node."""
     tmp = tmp_path_factory.mktemp("scrape")
-    sim = SimProcess(tmp, (("test-key-a", "test-secret-a"),), ("--seed", "9", "--flow-rate", "1"), True)
-    redis = cluster = prom = None
-    try:
-        sim.start()
-        redis = RedisProcess(tmp).start()
-        cluster = Cluster(sim, redis, tmp)
-        cluster.start("sg-1")
-        cluster.start("sg-2")
+    with running_pair(tmp, "--seed", "9", "--flow-rate", "1") as cluster:
         targets = [f"127.0.0.1:{cluster.admin_ports[n]}" for n in ("sg-1", "sg-2")]
         prom = PrometheusProcess(tmp / "prometheus", JOB, targets, rule_files=[RULES]).start()
-        yield cluster, prom
-    finally:
-        for part in (prom, cluster):
-            if part is not None:
-                part.stop()
-        if redis is not None:
-            redis.kill()
-        sim.stop()
+        try:
+            yield cluster, prom
+        finally:
+            prom.stop()
 
 
 def _holders(prom) -> list[str]:

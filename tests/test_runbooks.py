@@ -20,11 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterproc import Cluster
+from tests.clusterproc import running_pair
 from tests.nodeproc import ADMIN_TOKEN
-from tests.redisproc import RedisProcess
 from tests.runbooks_md import REPO, RUNBOOKS, ShellLine, inline_commands, shell_lines
-from tests.simproc import SimProcess
 from understudy.cli import build_parser
 
 
@@ -141,22 +139,8 @@ def test_the_runbook_index_lists_every_runbook():
 # -- run for real ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("runbooks")
-    sim = SimProcess(tmp, (("test-key-a", "test-secret-a"),), ("--seed", "11", "--flow-rate", "2"), True)
-    redis = cluster = None
-    try:
-        sim.start()
-        redis = RedisProcess(tmp).start()
-        cluster = Cluster(sim, redis, tmp)
-        cluster.start("sg-1")
-        cluster.start("sg-2")
+    with running_pair(tmp_path_factory.mktemp("runbooks"), "--seed", "11", "--flow-rate", "2") as cluster:
         yield cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        if redis is not None:
-            redis.kill()
-        sim.stop()
 
 
 def _status(url: str) -> dict | None:

@@ -106,32 +106,51 @@ def _node_config(node: str, sim_url: str, redis_port: int, ports: dict, run_dir:
     return text
 
 
-class Demo:
+class DemoRun:
+    """A fresh run directory, the simulated exchange and the processes started
+    in it, with the secrets they share in the environment; `stop` ends them all."""
+
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.children: list[Child] = []
-        self.nodes: dict[str, Child] = {}
-        self.admin: dict[str, str] = {}
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
-    def start(self) -> None:
+    def start_sim(self, seed: int, flow_rate: float) -> str:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
-        python = sys.executable
-        key, secret = secrets.token_hex(24), secrets.token_hex(24)
-        self.env = {**os.environ, "UNDERSTUDY_API_KEY": key, "UNDERSTUDY_API_SECRET": secret,
-                    "UNDERSTUDY_ADMIN_TOKEN": secrets.token_hex(24),
-                    "UNDERSTUDY_HEARTBEAT_KEY": secrets.token_hex(32)}
+        self.key, self.secret, self.token = secrets.token_hex(24), secrets.token_hex(24), secrets.token_hex(24)
+        self.env = {**os.environ, "UNDERSTUDY_API_KEY": self.key, "UNDERSTUDY_API_SECRET": self.secret,
+                    "UNDERSTUDY_ADMIN_TOKEN": self.token}
         self.audit_path = self.run_dir / "audit.jsonl"
-        sim = Child("sim", [python, "-m", "understudy.cli", "sim", "--port", "0", "--seed", "42", "--flow-rate", "3",
-                            "--account", f"{key}:{secret}", "--audit-log", str(self.audit_path)],
-                    self.run_dir / "sim.log")
+        sim = Child("sim", [sys.executable, "-m", "understudy.cli", "sim", "--port", "0", "--seed", str(seed),
+                            "--flow-rate", str(flow_rate), "--account", f"{self.key}:{self.secret}",
+                            "--audit-log", str(self.audit_path)], self.run_dir / "sim.log")
         self.children.append(sim)
-        sim_url = sim.wait_for(READY, 20).group(1)
-        self.say(f"simulated exchange at {sim_url}")
+        self.sim_url = sim.wait_for(READY, 20).group(1)
+        self.say(f"simulated exchange at {self.sim_url}")
+        return self.sim_url
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.stop()
+
+    def audit(self) -> list[dict]:
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
+
+
+class Demo(DemoRun):
+    def __init__(self, run_dir: Path):
+        super().__init__(run_dir)
+        self.nodes: dict[str, Child] = {}
+        self.admin: dict[str, str] = {}
+
+    def start(self) -> None:
+        sim_url = self.start_sim(seed=42, flow_rate=3)
+        self.env["UNDERSTUDY_HEARTBEAT_KEY"] = secrets.token_hex(32)
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (scripts/bootstrap.sh installs it)")
         redis_port = _free_port()
@@ -145,7 +164,6 @@ class Demo:
             (self.run_dir / f"{node}.toml").write_text(_node_config(node, sim_url, redis_port, ports, self.run_dir))
             self.admin[node] = f"http://127.0.0.1:{ports['admin'][node]}"
             self.start_node(node)
-        self.token = self.env["UNDERSTUDY_ADMIN_TOKEN"]
 
     def start_node(self, node: str) -> None:
         child = Child(node, [sys.executable, "-m", "understudy.cli", "node", "run", "--config",
@@ -153,11 +171,6 @@ class Demo:
         self.nodes[node] = child
         if child not in self.children:
             self.children.append(child)
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.stop()
 
     async def statuses(self, session) -> dict:
         out = {}
@@ -197,8 +210,6 @@ class Demo:
             await asyncio.sleep(0.05)
         raise RuntimeError(f"timed out waiting for {what}")
 
-    def audit(self) -> list[dict]:
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
 
 
 def _quoting(statuses: dict) -> str | None:

@@ -9,10 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import re
-import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +18,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from .config import load
-from .demo import READY, Child, _free_port
+from .demo import Child, DemoRun, _free_port
 
 SOLO_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "solo.toml"
 
@@ -40,41 +37,17 @@ def _solo_config(sim_url: str, admin_port: int, run_dir: Path) -> str:
     return text
 
 
-class SoloDemo:
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.children: list[Child] = []
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
-
+class SoloDemo(DemoRun):
     def start(self) -> None:
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self.run_dir.mkdir(parents=True)
-        self.key, self.secret = secrets.token_hex(24), secrets.token_hex(24)
-        self.token = secrets.token_hex(24)
-        env = {**os.environ, "UNDERSTUDY_API_KEY": self.key, "UNDERSTUDY_API_SECRET": self.secret,
-               "UNDERSTUDY_ADMIN_TOKEN": self.token}
-        self.audit_path = self.run_dir / "audit.jsonl"
-        sim = Child("sim", [sys.executable, "-m", "understudy.cli", "sim", "--port", "0", "--seed", "7",
-                            "--flow-rate", "4", "--account", f"{self.key}:{self.secret}",
-                            "--audit-log", str(self.audit_path)], self.run_dir / "sim.log")
-        self.children.append(sim)
-        self.sim_url = sim.wait_for(READY, 20).group(1)
-        self.say(f"simulated exchange at {self.sim_url}")
+        self.start_sim(seed=7, flow_rate=4)
         config_path = self.run_dir / "sg-1.toml"
         admin_port = _free_port()
         config_path.write_text(_solo_config(self.sim_url, admin_port, self.run_dir))
         self.max_position = load(config_path).risk.max_position
         self.admin = f"http://127.0.0.1:{admin_port}"
         self.children.append(Child("sg-1", [sys.executable, "-m", "understudy.cli", "node", "run", "--config",
-                                            str(config_path)], self.run_dir / "sg-1.log", env))
+                                            str(config_path)], self.run_dir / "sg-1.log", self.env))
         self.say(f"node sg-1 (solo) starting from {SOLO_EXAMPLE.name}; admin API at {self.admin}")
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
 
     async def status(self, session) -> dict | None:
         try:
@@ -91,10 +64,6 @@ class SoloDemo:
                                headers={"X-MBX-APIKEY": self.key}) as resp:
             resp.raise_for_status()
             return await resp.json()
-
-    def audit(self) -> list[dict]:
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
-
 
 def _two_sided(status: dict | None) -> bool:
     return bool(status) and status["strategy"]["quoting"] and {o["side"] for o in status["orders"]} == {"BUY", "SELL"}

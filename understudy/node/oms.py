@@ -8,6 +8,7 @@ nothing leaves a terminal state.
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from . import client_ids
 from .histogram import Histogram
@@ -64,6 +65,12 @@ class ManagedOrder:
         return max(0.0, self.qty - self.filled)
 
 
+class Exposure(NamedTuple):
+    open_orders: int
+    buy_qty: float  # unfilled, cancels not yet confirmed included: they may still fill
+    sell_qty: float
+
+
 @dataclass(frozen=True, slots=True)
 class Fill:
     client_id: str
@@ -95,12 +102,9 @@ class Oms:
         return {(o.side, o.level): o for o in self.live.values()
                 if o.level is not None and o.status in (Status.PENDING_NEW, Status.NEW, Status.PARTIALLY_FILLED)}
 
-    def open_qty(self, side: str) -> float:
-        return sum(o.remaining for o in self.live.values() if o.side == side)
-
-    def exposure(self) -> tuple[int, float, float]:
-        """(orders that count as open — pending cancels do not —, open buy qty,
-        open sell qty) in one pass: the risk view wants them on every order."""
+    def exposure(self) -> "Exposure":
+        """Open orders (pending cancels do not count) and the unfilled quantity
+        on each side, in one pass: the risk view wants them on every order."""
         open_orders, buy, sell = 0, 0.0, 0.0
         for o in self.live.values():
             if o.status is not Status.PENDING_CANCEL:
@@ -111,7 +115,7 @@ class Oms:
                     buy += remaining
                 else:
                     sell += remaining
-        return open_orders, buy, sell
+        return Exposure(open_orders, buy, sell)
 
     def count(self, *statuses: Status) -> int:
         return sum(1 for o in self.live.values() if not statuses or o.status in statuses)
