@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from understudy.chaos import report
 from understudy.chaos.checker import ALLOWED, FORBIDDEN, REQUIRED, Rules, check
 from understudy.chaos.evidence import (DrillEvent, Evidence, NodeEvent, OrderLife, OrderRequest, read_audit,
                                        read_node_log)
@@ -17,19 +18,24 @@ def cid(epoch: int, node: str, seq: int) -> str:
     return f"e{base36(epoch)}.{node}.abc_{base36(seq)}"
 
 
-def order(epoch, node, recv, seq=1, accepted=True, end=None, client_ts=None):
+def order(epoch, node, recv, seq=1, accepted=True, end=None, client_ts=None, code=None, recv_window=None):
     """An order request and, if accepted, its life at the venue."""
     c = cid(epoch, node, seq)
-    request = OrderRequest(c, node, epoch, recv, recv + 0.002, accepted, client_ts=client_ts)
+    request = OrderRequest(c, node, epoch, recv, recv + 0.002, accepted, code, client_ts, recv_window)
     life = OrderLife(c, node, epoch, recv, end) if accepted else None
     return request, life
 
 
-def evidence(orders=(), node_events=(), drill_events=(), ended=40.0) -> Evidence:
+def late(epoch, node, recv, seq, signed, recv_window=0.6):
+    """An order the venue refused for arriving after its timestamp + recvWindow."""
+    return order(epoch, node, recv, seq, accepted=False, client_ts=signed, code=-1021, recv_window=recv_window)
+
+
+def evidence(orders=(), node_events=(), drill_events=(), ended=40.0, foreign=()) -> Evidence:
     requests = [o[0] for o in orders]
     lives = [o[1] for o in orders if o[1] is not None]
     return Evidence(requests, lives, [], sorted(node_events, key=lambda e: e.at),
-                    sorted(drill_events, key=lambda e: e.at), 0.0, ended)
+                    sorted(drill_events, key=lambda e: e.at), 0.0, ended, frozenset(foreign))
 
 
 def acquired(node, epoch, at):
@@ -118,6 +124,10 @@ def test_an_order_in_flight_while_its_sender_was_frozen_is_not_a_lease_violation
     assert verdict.invariant("lease").ok
     assert verdict.invariant("overlap").ok  # 40 ms of overlap, swept
     assert verdict.invariant("orphans").ok
+    # ... but the venue accepted it after the new epoch had traded: the recvWindow fence should have refused it.
+    stale = verdict.invariant("stale-accepted")
+    assert len(stale.violations) == 1
+    assert "accepted (received t=23.010) 1.910 s after the first order of epoch #2" in stale.violations[0]
 
 
 def test_the_signed_send_time_is_used_when_the_venue_audits_it():
@@ -137,6 +147,122 @@ def test_two_epochs_live_at_once_beyond_the_window_is_caught(overlap_s, ok):
     result = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED)).invariant("overlap")
     assert result.ok is ok
     assert result.facts["longest_s"] == pytest.approx(overlap_s, abs=1e-6)
+
+
+def test_overlap_instants_are_counted_and_timed():
+    orders, nodes, drill = kill_failover()
+    clean = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED))
+    assert clean.overlaps == []
+    assert clean.invariant("overlap").facts["overlap_instants"] == 0
+    assert clean.invariant("overlap").facts["total_s"] == 0
+    # Two separate moments: the old epoch's order outlives the new epoch's first by 0.1 s, and an old order
+    # in flight shows up later and rests 0.05 s beside the new epoch's order; touching spans are no overlap.
+    orders[0] = order(E1, "sg-1", 10.1, 1, end=21.2)
+    orders += [order(E1, "sg-1", 25.0, 3, end=25.05), order(E1, "sg-1", 30.0, 4, end=39.0)]
+    orders[2] = order(E2, "sg-2", 21.1, 1, end=30.0)
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED, overlap_s=0.2))
+    facts = verdict.invariant("overlap").facts
+    assert facts["overlap_instants"] == 2
+    assert facts["total_s"] == pytest.approx(0.15)
+    assert [(o.start, round(o.duration, 6), o.epochs) for o in verdict.overlaps] == [(21.1, 0.1, (E1, E2)),
+                                                                                     (25.0, 0.05, (E1, E2))]
+    assert verdict.invariant("overlap").ok  # counted, yet each within the allowed window
+
+
+def test_an_older_epoch_order_accepted_after_the_newer_epochs_first_is_stale():
+    # Signed at 20.95 with 0.5 s of lease left, delayed on its way, received at 21.3: after epoch 2's first
+    # order (21.1). Within the lease invariant's allowances, yet the venue should have refused it.
+    orders, nodes, drill = kill_failover(orders=[order(E1, "sg-1", 21.3, 3, end=21.35, client_ts=20.95,
+                                                       recv_window=0.5)])
+    drill = [e for e in drill if e.kind != "kill"]
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED))
+    assert verdict.invariant("lease").ok
+    stale = verdict.invariant("stale-accepted")
+    assert stale.facts["stale_accepted"] == 1
+    assert "epoch #1 from sg-1 accepted (received t=21.300) 0.200 s after the first order of epoch #2" \
+        in stale.violations[0]
+    assert "recvWindow of 500 ms" in stale.violations[0]
+    assert not verdict.ok
+
+
+def test_older_epoch_orders_accepted_before_the_newer_epoch_traded_are_not_stale():
+    # The same late order, but received just before epoch 2's first order (and one received at that very
+    # instant): not after it.
+    orders, nodes, drill = kill_failover(orders=[order(E1, "sg-1", 21.05, 3, end=21.12),
+                                                 order(E1, "sg-1", 21.1, 4, end=21.12)])
+    drill = [e for e in drill if e.kind != "kill"]
+    stale = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED)).invariant("stale-accepted")
+    assert stale.ok, stale.violations
+    assert stale.facts == {"stale_accepted": 0, "refused_late": 0, "refused_late_after_newer_epoch": 0}
+
+
+def test_an_epoch_that_never_traded_makes_no_order_stale():
+    # sg-2 takes epoch 2 and hands it straight back without an order; sg-1 takes epoch 3 and trades.
+    E3 = E2 + 1
+    orders = [order(E1, "sg-1", 10.1, 1, end=20.5), order(E3, "sg-1", 30.0, 2, end=39.0)]
+    nodes = [acquired("sg-1", E1, 10.0), acquired("sg-2", E2, 20.0), NodeEvent(20.01, "sg-2", "released", E2),
+             acquired("sg-1", E3, 29.9)]
+    stale = check(evidence(orders, nodes), Rules(failover=ALLOWED)).invariant("stale-accepted")
+    assert stale.ok, stale.violations
+    # ... whereas an order of epoch 1 accepted after epoch 3 traded is stale.
+    orders.append(order(E1, "sg-1", 30.5, 3, end=31.0))
+    stale = check(evidence(orders, nodes), Rules(failover=ALLOWED)).invariant("stale-accepted")
+    assert "after the first order of epoch #3" in stale.violations[0]
+
+
+def test_the_venue_refusing_late_orders_is_collected_per_node_and_epoch():
+    # sg-1's last orders of epoch 1, delayed 1.5 s on the REST link, reach the venue after its lease and are
+    # refused; one of them even after epoch 2's first order. A -1021 for a timestamp *ahead* of the venue's
+    # clock is no late order.
+    orders, nodes, drill = kill_failover(orders=[
+        late(E1, "sg-1", 20.5, 3, signed=19.0, recv_window=0.9),
+        late(E1, "sg-1", 21.4, 4, signed=19.9, recv_window=0.6),
+        late(E2, "sg-2", 30.0, 5, signed=29.0, recv_window=0.8),
+        order(E2, "sg-2", 31.0, 6, accepted=False, code=-1021, client_ts=32.5, recv_window=0.8),  # ahead
+        order(E2, "sg-2", 32.0, 7, accepted=False, code=-2010),
+    ])
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED))
+    assert verdict.ok, [i.violations for i in verdict.invariants]  # refused is safe: nothing stale was accepted
+    assert [(r.node, r.epoch, r.count, r.first, r.last, r.after_newer) for r in verdict.late_refusals] == [
+        ("sg-1", E1, 2, 20.5, 21.4, 1), ("sg-2", E2, 1, 30.0, 30.0, 0)]
+    first = verdict.late_refusals[0]
+    assert first.max_late_s == pytest.approx(0.9)  # 21.4 - (19.9 + 0.6)
+    assert first.recv_windows_s == (0.6, 0.9)
+    facts = verdict.invariant("stale-accepted").facts
+    assert facts["refused_late"] == 3
+    assert facts["refused_late_after_newer_epoch"] == 1
+
+
+def test_no_late_refusals_on_a_clean_run():
+    orders, nodes, drill = kill_failover(orders=[order(E2, "sg-2", 25.0, 2, accepted=False, code=-2010)])
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED))
+    assert verdict.late_refusals == []
+    assert verdict.invariant("stale-accepted").facts["refused_late"] == 0
+
+
+def _with_order_list(resting_until: float):
+    """Another client of the account rests an order list (two legs, client ids that name no epoch) from
+    t=15 until the new primary's protective cancel."""
+    orders, nodes, drill = kill_failover()
+    legs = [(OrderRequest(f"drill-oco-{leg}", None, None, 15.0, 15.001, True),
+             OrderLife(f"drill-oco-{leg}", None, None, 15.0, resting_until)) for leg in ("limit", "stop")]
+    return orders + legs, nodes, drill, {"drill-oco-limit", "drill-oco-stop"}
+
+
+def test_the_drills_own_orders_on_the_account_are_no_epochs():
+    orders, nodes, drill, foreign = _with_order_list(resting_until=21.05)
+    verdict = check(evidence(orders, nodes, drill, foreign=foreign), Rules(failover=REQUIRED))
+    assert verdict.ok, [i.violations for i in verdict.invariants]
+    assert verdict.invariant("lease").facts == {"orders_checked": 3, "foreign_orders_left_out": 2}
+    assert verdict.overlaps == []  # resting beside epoch 1's orders is no overlap of epochs
+    assert [r.orders for r in verdict.epochs] == [2, 1]
+
+
+def test_orders_naming_no_epoch_are_still_caught_unless_the_drill_placed_them():
+    orders, nodes, drill, _ = _with_order_list(resting_until=21.05)
+    verdict = check(evidence(orders, nodes, drill), Rules(failover=REQUIRED))
+    assert len(verdict.invariant("lease").violations) == 2
+    assert "names no node and epoch" in verdict.invariant("lease").violations[0]
 
 
 def test_zero_overlap_means_zero_for_planned_switchovers():
@@ -218,6 +344,7 @@ def test_reading_the_venue_audit_log_and_a_node_log():
                                                                        ("sg-1", E1, False, -2010)]
     assert [(life.start, life.end) for life in lives] == [(10.0, 11.0005)]
     assert cancel_alls[0].cancelled == 2
+    assert cancel_alls[0].client_ids == ("a", "b")
     log = [
         '{"epoch": %d, "event": "trading lock acquired", "timestamp": "2026-01-01T00:00:01.500000Z"}' % E1,
         '{"previous": "candidate", "new": "primary", "reason": "lock acquired", "event": "role changed", '
@@ -233,3 +360,43 @@ def test_reading_the_venue_audit_log_and_a_node_log():
         ("acquired", E1, None), ("role", None, "primary"), ("peer-lease", E1, None), ("lost", E1, None),
         ("stopped", None, None)]
     assert events[0].at == pytest.approx(1767225601.5)
+
+
+def test_reading_the_signed_recv_window_and_a_cancel_all_that_took_an_order_list():
+    key = "k1"
+    lines = [
+        {"kind": "request", "action": "new", "recv_us": 20_000_000, "done_us": 20_001_000, "api_key": key,
+         "client_order_id": cid(E1, "sg-1", 3), "outcome": "rejected", "code": -1021, "client_ts_ms": 18_400,
+         "recv_window_ms": 612.5},
+        {"kind": "request", "action": "new", "recv_us": 20_100_000, "done_us": 20_101_000, "api_key": key,
+         "client_order_id": cid(E1, "sg-1", 4), "outcome": "accepted", "client_ts_ms": 20_090},
+        {"kind": "request", "action": "cancel_all", "recv_us": 21_000_000, "done_us": 21_001_000, "api_key": key,
+         "client_order_id": None, "outcome": "accepted",
+         "cancelled": [{"origClientOrderId": "q1"},
+                       {"orderListId": 7, "listClientOrderId": "drill-oco",
+                        "orders": [{"clientOrderId": "drill-oco-limit"}, {"clientOrderId": "drill-oco-stop"}]}]},
+    ]
+    orders, _, cancel_alls = read_audit([json.dumps(r) for r in lines], key)
+    assert [(o.client_ts, o.recv_window) for o in orders] == [(18.4, 0.6125), (20.09, None)]
+    assert cancel_alls[0].client_ids == ("q1", "drill-oco-limit", "drill-oco-stop")
+    assert cancel_alls[0].cancelled == 3
+
+
+def test_the_report_shows_the_venue_refusing_late_orders_and_overlaps():
+    orders, nodes, drill = kill_failover(orders=[late(E1, "sg-1", 21.4, 4, signed=19.9, recv_window=0.6)])
+    orders[0] = order(E1, "sg-1", 10.1, 1, end=21.15)
+    ev = evidence(orders, nodes, drill)
+    result = report.DrillResult("delayed-order", 1, REQUIRED, check(ev, Rules(failover=REQUIRED)), ev)
+    text = report.timeline(result)
+    assert ("refused 1 late order(s) of epoch #1 from sg-1 (-1021, outside the recvWindow), received "
+            "t=21.400..21.400, 1 after a newer epoch's first order, recvWindow 600–600 ms; up to 0.900 s past "
+            "timestamp + recvWindow") in text
+    assert "orders of epochs #1, #2 live at once for 0.050 s" in text
+    assert "[ok] no older-epoch order accepted after a newer epoch's first order" in text
+    data = report.summary(result)
+    assert data["late_refusals"] == [{"node": "sg-1", "epoch": E1, "epoch_index": 1, "count": 1, "first_t": 21.4,
+                                      "last_t": 21.4, "after_newer_epoch": 1, "max_late_s": 0.9,
+                                      "recv_window_ms": [600, 600]}]
+    assert data["overlaps"] == [{"start_t": 21.1, "duration_s": 0.05, "epochs": [1, 2]}]
+    assert data["orders"]["refused_late"] == 1
+    json.dumps(data)

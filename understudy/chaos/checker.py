@@ -14,6 +14,12 @@ Pure: no I/O, no clock; the same evidence always gives the same verdict.
 2. overlap  — never orders of two epochs live at the venue at the same
                instant for longer than the in-flight window the design
                allows (an order in flight from a frozen ex-primary, swept).
+               Every such overlap instant is counted and timed.
+2b. stale-accepted — no order of an epoch accepted by the venue after the
+               first accepted order of a newer epoch: the recvWindow fence
+               (DESIGN §2.2) has the venue refuse an order delayed past its
+               sender's lease; the refusals of late orders (-1021) are
+               collected per node and epoch, to show the fence at work.
 3. orphans  — no older-epoch order still resting 1 s after a takeover, and
                any older-epoch order that shows up later is gone within 1 s.
 4. takeover — fault to the first new-epoch order acknowledged by the venue,
@@ -26,10 +32,14 @@ order through at most `inflight_s` (plus any delay the drill injected on the
 REST link, plus any time the sender spent frozen) before that, so a lease is
 only judged violated when even the earliest possible send time falls outside
 it. When the audit carries the signed request timestamp, that is used instead.
+
+Orders the drill itself placed on the account through another client (its
+`foreign_client_ids`, an order list say) are no node's: they are left out.
 """
 from dataclasses import dataclass, field
 
-from .evidence import DrillEvent, Evidence, NodeEvent, OrderLife, OrderRequest
+from .evidence import DrillEvent, Evidence, NodeEvent, OrderRequest
+from .venue_record import LateRefusals, Overlap, late_refusals, overlap_instants, stale_acceptances
 
 REQUIRED, FORBIDDEN, ALLOWED = "required", "forbidden", "allowed"
 
@@ -81,6 +91,8 @@ class Verdict:
     takeover_s: float | None
     failovers: int
     switchovers: int
+    overlaps: list[Overlap] = field(default_factory=list)  # two epochs' orders live at once
+    late_refusals: list[LateRefusals] = field(default_factory=list)  # the venue refusing late orders
 
     @property
     def ok(self) -> bool:
@@ -129,7 +141,11 @@ def _since(spans: list[tuple[float, float]], t: float) -> float | None:
 class _Context:
     def __init__(self, ev: Evidence, rules: Rules):
         self.ev, self.rules = ev, rules
-        self.nodes = sorted({e.node for e in ev.node_events} | {o.node for o in ev.orders if o.node}
+        foreign = ev.foreign_client_ids
+        self.orders = [o for o in ev.orders if o.client_id not in foreign]
+        self.lives = [life for life in ev.lives if life.client_id not in foreign]
+        self.foreign_orders = len(ev.orders) - len(self.orders)
+        self.nodes = sorted({e.node for e in ev.node_events} | {o.node for o in self.orders if o.node}
                             | {e.node for e in ev.drill_events if e.node})
         self.end = ev.ended
         drill = ev.drill_events
@@ -187,14 +203,14 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
                           else "teardown" if teardown is not None and acq.at >= teardown else "failover")
         records.append(rec)
     by_epoch = {r.epoch: r for r in records}
-    for o in ev.orders:
+    for o in ctx.orders:
         rec = by_epoch.get(o.epoch)
         if rec is not None and o.node == rec.node:
             rec.orders += 1
             if o.accepted and (rec.first_order_acked is None or o.done < rec.first_order_acked):
                 rec.first_order_acked = o.done
     first_send = {}
-    for o in ev.orders:
+    for o in ctx.orders:
         if o.epoch in by_epoch:
             first_send[o.epoch] = min(first_send.get(o.epoch, o.recv), ctx.latest_send(o))
     restarts = [e for e in ev.drill_events if e.kind == "backend-restart" and "without persistence" in e.detail]
@@ -227,7 +243,7 @@ def _check_lease(ctx: _Context, epochs: list[EpochRecord]) -> InvariantResult:
     result = InvariantResult("lease", "no order created by a node outside a valid lease")
     by_epoch = {r.epoch: r for r in epochs}
     checked = 0
-    for o in ctx.ev.orders:
+    for o in ctx.orders:
         checked += 1
         where = f"order {o.client_id or '?'} (received t={ctx.t(o.recv)})"
         if o.node is None or o.epoch is None:
@@ -255,49 +271,44 @@ def _check_lease(ctx: _Context, epochs: list[EpochRecord]) -> InvariantResult:
                     f"{where}: sent {earliest - bound:.3f} s or more after {o.node} could hold no lease (cut off "
                     f"from the lock backend since t={ctx.t(lock_cut)} and from its peer since t={ctx.t(deaf)})")
     result.facts = {"orders_checked": checked}
+    if ctx.foreign_orders:
+        result.facts["foreign_orders_left_out"] = ctx.foreign_orders
     return result
 
 
-def _live_epochs_sweep(lives: list[OrderLife], end: float):
-    """Yields (start, stop, epochs) for every stretch in which orders of two or more epochs were live."""
-    points = []
-    for life in lives:
-        stop = life.end if life.end is not None else end
-        points.append((life.start, 1, life.epoch))
-        points.append((stop, -1, life.epoch))
-    points.sort(key=lambda p: (p[0], p[1]))  # ends before starts at the same instant
-    live: dict = {}
-    opened, epochs_seen = None, set()
-    for t, delta, epoch in points:
-        live[epoch] = live.get(epoch, 0) + delta
-        if live[epoch] == 0:
-            del live[epoch]
-        if len(live) >= 2:
-            if opened is None:
-                opened, epochs_seen = t, set(live)
-            epochs_seen |= set(live)
-        elif opened is not None:
-            yield opened, t, epochs_seen
-            opened = None
-
-
-def _check_overlap(ctx: _Context, index: dict) -> InvariantResult:
+def _check_overlap(ctx: _Context, index: dict) -> tuple[InvariantResult, list[Overlap]]:
     rules = ctx.rules
     allowed = rules.overlap_s + 2 * rules.venue_delay_s
     result = InvariantResult("overlap", "never two epochs with live orders at once beyond the in-flight window")
-    worst, total, stretches = 0.0, 0.0, 0
-    for start, stop, epochs in _live_epochs_sweep(ctx.ev.lives, ctx.end):
-        length = stop - start
-        stretches += 1
-        total += length
-        worst = max(worst, length)
-        if length > allowed:
-            names = ", ".join(f"#{index.get(e, '?')}" for e in sorted(epochs, key=lambda e: e or 0))
-            result.violations.append(f"epochs {names} had live orders at once for {length:.3f} s from "
-                                     f"t={ctx.t(start)} (allowed {allowed:.3f} s)")
-    result.facts = {"stretches": stretches, "longest_s": round(worst, 4), "total_s": round(total, 4),
-                    "allowed_s": round(allowed, 3)}
-    return result
+    overlaps = overlap_instants(ctx.lives, ctx.end)
+    for o in overlaps:
+        if o.duration > allowed:
+            names = ", ".join(f"#{index.get(e, '?')}" for e in o.epochs)
+            result.violations.append(f"epochs {names} had live orders at once for {o.duration:.3f} s from "
+                                     f"t={ctx.t(o.start)} (allowed {allowed:.3f} s)")
+    result.facts = {"overlap_instants": len(overlaps),
+                    "longest_s": round(max((o.duration for o in overlaps), default=0.0), 4),
+                    "total_s": round(sum(o.duration for o in overlaps), 4), "allowed_s": round(allowed, 3)}
+    return result, overlaps
+
+
+def _check_stale_accepted(ctx: _Context, index: dict) -> tuple[InvariantResult, list[LateRefusals]]:
+    result = InvariantResult("stale-accepted", "no older-epoch order accepted after a newer epoch's first order")
+    stale = stale_acceptances(ctx.orders)
+    for s in stale:
+        o, first = s.order, s.newer
+        signed = ""
+        if o.client_ts is not None:
+            signed = f"; signed t={ctx.t(o.client_ts)}" + (f" with a recvWindow of {o.recv_window * 1000:.0f} ms"
+                                                          if o.recv_window is not None else "")
+        result.violations.append(
+            f"order {o.client_id} of epoch #{index.get(o.epoch, '?')} from {o.node} accepted (received "
+            f"t={ctx.t(o.recv)}) {s.after_s:.3f} s after the first order of epoch #{index.get(first.epoch, '?')} "
+            f"(t={ctx.t(first.recv)}){signed}")
+    refusals = late_refusals(ctx.orders)
+    result.facts = {"stale_accepted": len(stale), "refused_late": sum(r.count for r in refusals),
+                    "refused_late_after_newer_epoch": sum(r.after_newer for r in refusals)}
+    return result, refusals
 
 
 def _check_orphans(ctx: _Context, epochs: list[EpochRecord], index: dict) -> InvariantResult:
@@ -310,7 +321,7 @@ def _check_orphans(ctx: _Context, epochs: list[EpochRecord], index: dict) -> Inv
         if rec.orders == 0 and held < grace:
             continue  # taken and handed straight back without trading: no takeover, nothing to sweep
         deadline = rec.acquired + grace
-        for life in ctx.ev.lives:
+        for life in ctx.lives:
             if life.epoch is None or life.epoch >= rec.epoch:
                 continue
             stop = life.end if life.end is not None else ctx.end
@@ -385,11 +396,13 @@ def check(ev: Evidence, rules: Rules) -> Verdict:
     epochs = _epochs(ctx)
     index = {r.epoch: r.index for r in epochs}
     lease = _check_lease(ctx, epochs)
-    overlap = _check_overlap(ctx, index)
+    overlap, overlaps = _check_overlap(ctx, index)
+    stale, refusals = _check_stale_accepted(ctx, index)
     orphans = _check_orphans(ctx, epochs, index)
     takeover, takeover_s = _check_takeover(ctx, epochs)
     failover, failovers, switchovers = _check_failover(ctx, epochs)
-    return Verdict([lease, overlap, orphans, takeover, failover], epochs, takeover_s, failovers, switchovers)
+    return Verdict([lease, overlap, stale, orphans, takeover, failover], epochs, takeover_s, failovers,
+                   switchovers, overlaps, refusals)
 
 
 def node_events(ev: Evidence, node: str, kind: str) -> list[NodeEvent]:

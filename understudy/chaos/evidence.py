@@ -26,6 +26,7 @@ class OrderRequest:
     accepted: bool
     code: int | None = None
     client_ts: float | None = None  # the signed `timestamp` (the instant the gate let it through), if audited
+    recv_window: float | None = None  # the signed `recvWindow`, in seconds, if audited
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class CancelAll:
     accepted: bool
     cancelled: int
     code: int | None = None  # -2011: nothing was open
+    client_ids: tuple[str, ...] = ()  # what it cancelled (an order list's legs included)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,28 @@ class Evidence:
     drill_events: list[DrillEvent] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
+    # Orders the drill itself placed on the pair's account through another client (an order list, say):
+    # no node's orders, so no epoch's either.
+    foreign_client_ids: frozenset[str] = frozenset()
 
 
 def _author(client_id: str | None) -> tuple[str | None, int | None]:
     parsed = client_ids.parse(client_id or "")
     return (parsed.node, parsed.epoch) if parsed else (None, None)
+
+
+def _cancelled_ids(entries: list) -> list[str]:
+    """A cancel-all's client ids: plain ids, or Binance's reply entries — an order's
+    (`origClientOrderId`) or an order list's (its legs' `clientOrderId`s)."""
+    ids: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            ids.append(entry)
+        elif isinstance(entry, dict) and "orders" in entry:
+            ids += [leg.get("clientOrderId") for leg in entry["orders"] if leg.get("clientOrderId")]
+        elif isinstance(entry, dict) and entry.get("origClientOrderId"):
+            ids.append(entry["origClientOrderId"])
+    return ids
 
 
 def read_audit(lines, api_key: str, since: float = 0.0) -> tuple[list[OrderRequest], list[OrderLife], list[CancelAll]]:
@@ -112,13 +131,15 @@ def read_audit(lines, api_key: str, since: float = 0.0) -> tuple[list[OrderReque
         if record["action"] == "new":
             cid = record.get("client_order_id") or ""
             node, epoch = _author(cid)
-            ts = record.get("client_ts_ms")
+            ts, window = record.get("client_ts_ms"), record.get("recv_window_ms")
             orders.append(OrderRequest(cid, node, epoch, recv, done, accepted, record.get("code"),
-                                       int(ts) / 1000 if ts else None))
+                                       int(ts) / 1000 if ts else None,
+                                       float(window) / 1000 if window is not None else None))
             if accepted:
                 created[cid] = (recv, node, epoch)
         elif record["action"] == "cancel_all":
-            cancel_alls.append(CancelAll(recv, accepted, len(record.get("cancelled") or []), record.get("code")))
+            cancelled = _cancelled_ids(record.get("cancelled") or [])
+            cancel_alls.append(CancelAll(recv, accepted, len(cancelled), record.get("code"), tuple(cancelled)))
     lives = [OrderLife(cid, node, epoch, start, ended.get(cid)) for cid, (start, node, epoch) in created.items()]
     lives.sort(key=lambda life: life.start)
     return orders, lives, cancel_alls

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .checker import Verdict
 from .evidence import Evidence
+from .venue_record import OUTSIDE_RECV_WINDOW, is_late_refusal
 
 MAX_LISTED_VIOLATIONS = 20
 
@@ -45,6 +46,7 @@ def _t(ev: Evidence, at: float) -> str:
 
 def summary(result: DrillResult) -> dict:
     ev, v = result.evidence, result.verdict
+    index = {r.epoch: r.index for r in v.epochs}
     rel = lambda at: round(at - ev.started, 4) if at is not None else None  # noqa: E731
     return {
         "scenario": result.scenario, "run": result.run, "ok": result.ok, "failover": result.failover,
@@ -60,7 +62,16 @@ def summary(result: DrillResult) -> dict:
         "epochs": [{"index": r.index, "epoch": r.epoch, "node": r.node, "change": r.change,
                     "acquired_t": rel(r.acquired), "ended_t": rel(r.ended), "end_reason": r.end_reason,
                     "first_order_acked_t": rel(r.first_order_acked), "orders": r.orders} for r in v.epochs],
-        "orders": {"requests": len(ev.orders), "accepted": sum(o.accepted for o in ev.orders)},
+        "orders": {"requests": len(ev.orders), "accepted": sum(o.accepted for o in ev.orders),
+                   "refused_late": sum(is_late_refusal(o) for o in ev.orders),
+                   "foreign": sum(o.client_id in ev.foreign_client_ids for o in ev.orders)},
+        "overlaps": [{"start_t": rel(o.start), "duration_s": round(o.duration, 4),
+                      "epochs": [index.get(e) for e in o.epochs]} for o in v.overlaps[:MAX_LISTED_VIOLATIONS]],
+        "late_refusals": [{"node": r.node, "epoch": r.epoch, "epoch_index": index.get(r.epoch), "count": r.count,
+                           "first_t": rel(r.first), "last_t": rel(r.last), "after_newer_epoch": r.after_newer,
+                           "max_late_s": round(r.max_late_s, 4) if r.max_late_s is not None else None,
+                           "recv_window_ms": [round(w * 1000) for w in r.recv_windows_s] if r.recv_windows_s
+                           else None} for r in v.late_refusals],
         "drill_events": [{"t": rel(e.at), "kind": e.kind, "node": e.node, "detail": e.detail}
                          for e in ev.drill_events],
         "started": datetime.datetime.fromtimestamp(ev.started, datetime.UTC).isoformat(timespec="milliseconds"),
@@ -68,22 +79,38 @@ def summary(result: DrillResult) -> dict:
     }
 
 
-def _venue_lines(ev: Evidence, index: dict) -> list[tuple[float, str, str]]:
+def _venue_lines(ev: Evidence, v: Verdict, index: dict) -> list[tuple[float, str, str]]:
     lines = []
     for c in ev.cancel_alls:
         outcome = (f"{c.cancelled} cancelled" if c.accepted else "nothing open" if c.code == -2011
                    else f"rejected, code {c.code}")
+        foreign = sum(cid in ev.foreign_client_ids for cid in c.client_ids)
+        if foreign:
+            outcome += f", {foreign} of them the drill's own (no node's)"
         lines.append((c.at, "venue", f"cancel-all on the symbol ({outcome})"))
+    for o in v.overlaps[:MAX_LISTED_VIOLATIONS]:
+        names = ", ".join(f"#{index.get(e, '?')}" for e in o.epochs)
+        lines.append((o.start, "venue", f"orders of epochs {names} live at once for {o.duration:.3f} s"))
+    for r in v.late_refusals:
+        late = f"; up to {r.max_late_s:.3f} s past timestamp + recvWindow" if r.max_late_s is not None else ""
+        windows = (f", recvWindow {r.recv_windows_s[0] * 1000:.0f}–{r.recv_windows_s[1] * 1000:.0f} ms"
+                   if r.recv_windows_s else "")
+        lines.append((r.first, "venue", f"refused {r.count} late order(s) of epoch #{index.get(r.epoch, '?')} from "
+                      f"{r.node} ({OUTSIDE_RECV_WINDOW}, outside the recvWindow), received "
+                      f"t={r.first - ev.started:.3f}..{r.last - ev.started:.3f}, {r.after_newer} after a newer "
+                      f"epoch's first order{windows}{late}"))
     firsts: dict = {}
     for o in ev.orders:
-        if o.accepted and (o.epoch not in firsts or o.done < firsts[o.epoch].done):
+        if o.accepted and o.epoch is not None and (o.epoch not in firsts or o.done < firsts[o.epoch].done):
             firsts[o.epoch] = o
     for epoch, o in firsts.items():
         lines.append((o.done, "venue", f"first order of epoch #{index.get(epoch, '?')} acknowledged ({o.client_id}, "
                                         f"from {o.node})"))
     lasts: dict = {}  # the last order of each epoch to leave the book
     for life in ev.lives:
-        if life.end is not None and (life.epoch not in lasts or life.end > lasts[life.epoch]):
+        if life.end is None or life.epoch is None:
+            continue
+        if life.epoch not in lasts or life.end > lasts[life.epoch]:
             lasts[life.epoch] = life.end
     for epoch, end in lasts.items():
         lines.append((end, "venue", f"last order of epoch #{index.get(epoch, '?')} left the book"))
@@ -128,7 +155,7 @@ def timeline(result: DrillResult) -> str:
     index = {r.epoch: r.index for r in v.epochs}
     rows = [(e.at, "drill", f"{e.kind.upper() if e.kind == 'fault' else e.kind}"
              + (f" {e.node}" if e.node else "") + (f": {e.detail}" if e.detail else "")) for e in ev.drill_events]
-    rows += _node_lines(ev, index) + _venue_lines(ev, index)
+    rows += _node_lines(ev, index) + _venue_lines(ev, v, index)
     rows.sort(key=lambda r: r[0])
     started = datetime.datetime.fromtimestamp(ev.started, datetime.UTC).isoformat(timespec="seconds")
     out = [f"drill {result.scenario}  run {result.run}  started {started}  "
