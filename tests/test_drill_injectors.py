@@ -159,3 +159,52 @@ def test_heartbeat_cut_drops_one_direction_only_and_heals():
         namespaces = [n.namespace for n in net.nodes.values()]
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(ns in listed for ns in namespaces), "namespaces must be gone after the drill network closes"
+
+
+class _Tagged(socketserver.BaseRequestHandler):
+    """Answers every chunk with the server's own tag: which upstream a connection reached."""
+
+    def handle(self):
+        while self.request.recv(65536):
+            self.request.sendall(self.server.tag)
+
+
+def _tagged_server(tag: bytes):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Tagged)
+    server.daemon_threads = True
+    server.tag = tag
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_toxiproxy_reroute_closes_open_connections_and_sends_new_ones_elsewhere(tmp_path):
+    first, second = _tagged_server(b"first"), _tagged_server(b"second")
+    toxiproxy = ToxiproxyServer(tmp_path / "toxiproxy.log").start()
+    try:
+        link = toxiproxy.link("reroute", "127.0.0.1:0", f"127.0.0.1:{first.server_address[1]}")
+        address = link.address
+        with socket.create_connection((link.host, link.port), 5) as old:
+            old.sendall(b"?")
+            assert old.recv(16) == b"first"
+            link.reroute(f"127.0.0.1:{second.server_address[1]}")
+            assert link.address == address and link.active == ["rerouted"]
+            old.settimeout(5)
+            try:
+                closed = old.recv(16) == b""  # toxiproxy closed it...
+            except ConnectionResetError:
+                closed = True  # ... or reset it
+            assert closed, "an open connection must not survive a reroute"
+        with socket.create_connection((link.host, link.port), 5) as new:
+            new.sendall(b"?")
+            assert new.recv(16) == b"second"
+        link.reroute()  # back to its own upstream
+        assert link.active == []
+        with socket.create_connection((link.host, link.port), 5) as back:
+            back.sendall(b"?")
+            assert back.recv(16) == b"first"
+        link.destroy()
+    finally:
+        toxiproxy.stop()
+        for server in (first, second):
+            server.shutdown()
+            server.server_close()

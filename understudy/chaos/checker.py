@@ -345,7 +345,7 @@ def _fault(ev: Evidence) -> DrillEvent | None:
 
 def _check_takeover(ctx: _Context, epochs: list[EpochRecord]) -> tuple[InvariantResult, float | None]:
     rules = ctx.rules
-    result = InvariantResult("takeover", f"takeover within {rules.takeover_budget_s:.0f} s of the fault")
+    result = InvariantResult("takeover", f"takeover within {rules.takeover_budget_s:g} s of the fault")
     fault = _fault(ctx.ev)
     if fault is None:
         if rules.failover == REQUIRED:

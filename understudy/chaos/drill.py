@@ -5,6 +5,7 @@ Each node runs the shipped example config (`examples/cluster/`) pointed at
 this run's venue account, Redis and proxies:
 
     node ns ── uplink ──> toxiproxy (root ns) ──> sim (REST), sim (streams), redis (lock)
+                                                 (the node's own sim listener: bannable alone)
     node ns ── peer link (UDP heartbeats, netfilter rules) ── other node ns
 
 Everything the drill does is recorded as a `DrillEvent` at the instant it is
@@ -26,6 +27,7 @@ from ..demo import _free_port
 from .evidence import DrillEvent, Evidence, read_audit, read_node_log_file
 from .lab import NODES, Lab
 from .netfilter import HeartbeatCut, UdpPath
+from .other_client import OrderList, OtherClient
 from .processes import STOP_TIMEOUT_S, DrillChild
 from .toxics import Link
 
@@ -35,6 +37,8 @@ ADMIN_PORT = 9100
 HEARTBEAT_PORT = 7400
 NODE_COMMAND = (sys.executable, "-m", "understudy.cli", "node", "run")
 STATUS_TIMEOUT_S = 0.5
+PROBE_TIMEOUT_S = 10.0
+BAN_SECONDS = 60  # a ban lifts by itself after this, should the drill die before lifting it
 
 
 class DrillError(RuntimeError):
@@ -115,6 +119,11 @@ class Drill:
         example = tomllib.loads((EXAMPLES / "sg-1.toml").read_text())
         self.ttl_s = example["lock"]["ttl_s"]
         self.silence_s = example["cluster"]["silence_s"]
+        self.handover_after_s = example["cluster"].get("handover_after_s", 2.0)  # the config's default
+        self.banned: set[str] = set()  # nodes whose venue listener is banned now
+        self.foreign_client_ids: set[str] = set()  # orders the drill placed on the pair's account itself
+        self.order_list: OrderList | None = None
+        self.order_list_open: dict[str, bool] = {}  # when it was looked at (e.g. "at the kill") -> still open
 
     # -- set-up and tear-down ------------------------------------------------------
     async def __aenter__(self) -> "Drill":
@@ -146,6 +155,8 @@ class Drill:
         for node in order:
             if self.nodes[node].alive:
                 await self.stop(node, "end of the drill")
+        for node in list(self.banned):  # the listeners outlive this drill: the next one must find them clean
+            await self.unban_venue(node)
         self.ended = time.time()
         for cut in self.cuts.values():
             cut.heal()
@@ -172,9 +183,9 @@ class Drill:
 
     def _make_links(self) -> None:
         tag = self.run_dir.name[-24:]
-        upstreams = {"lock": f"127.0.0.1:{self.redis_port}", "rest": f"127.0.0.1:{self.lab.sim_port}",
-                     "streams": f"127.0.0.1:{self.lab.sim_port}"}
         for node in NODES:
+            venue = f"127.0.0.1:{self.lab.venue_ports[node]}"
+            upstreams = {"lock": f"127.0.0.1:{self.redis_port}", "rest": venue, "streams": venue}
             witness = self.lab.network.nodes[node].witness_ip
             self.links[node] = {kind: self.lab.toxiproxy.link(f"{tag}-{secrets.token_hex(3)}-{node}-{kind}",
                                                               f"{witness}:0", upstream)
@@ -300,6 +311,48 @@ class Drill:
         self.links[node]["rest"].clear()
         self.record("rest-fast", node)
 
+    def venue_down(self, node: str) -> None:
+        """The node's REST and stream links refuse connections (open ones are closed)."""
+        self.record("venue-down", node, "REST and streams refused")
+        self.links[node]["rest"].down()
+        self.links[node]["streams"].down()
+
+    def venue_up(self, node: str) -> None:
+        self.links[node]["rest"].up()
+        self.links[node]["streams"].up()
+        self.record("venue-up", node)
+
+    async def _sim_fault(self, body: dict) -> dict:
+        async with self.session.post(f"{self.lab.sim_url}/sim/v1/faults", json=body,
+                                     timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def ban_venue(self, node: str, status: int = 418) -> None:
+        """The venue answers every REST request and stream upgrade of this node with `status` (Binance's
+        418: an IP banned for ignoring a 429); the other node's traffic is served as before."""
+        if not self.lab.per_node_listeners:
+            raise DrillError("the sim has no per-node listeners (POST /sim/v1/listeners): cannot ban one node")
+        self.record("venue-banned", node, f"HTTP {status} on every request")
+        self.banned.add(node)
+        await self._sim_fault({"ban_listener": {"port": self.lab.venue_ports[node], "status": status,
+                                                "seconds": BAN_SECONDS}})
+
+    async def unban_venue(self, node: str) -> None:
+        await self._sim_fault({"unban_listener": self.lab.venue_ports[node]})
+        self.banned.discard(node)
+        self.record("venue-unbanned", node)
+
+    def lock_garbage(self, node: str) -> None:
+        """The node's lock link now reaches something that is not Redis (the sim's HTTP port): every
+        reply is nonsense to a Redis client. Open connections are closed, so the next one gets it."""
+        self.record("lock-garbage", node, "lock link rerouted to an HTTP server")
+        self.links[node]["lock"].reroute(f"127.0.0.1:{self.lab.sim_port}")
+
+    def lock_sane(self, node: str) -> None:
+        self.links[node]["lock"].reroute()
+        self.record("lock-sane", node)
+
     async def restart_backend(self) -> None:
         """Kills Redis and starts it again on the same port (and data directory)."""
         detail = "with persistence (AOF, fsync always)" if self.persistence else "without persistence"
@@ -316,6 +369,53 @@ class Drill:
                                     timeout=aiohttp.ClientTimeout(total=10)) as resp:
             await resp.read()
         return time.monotonic() - started
+
+    async def probe_venue(self, node: str) -> str:
+        """What a REST ping through this node's REST link gets: "HTTP <status>" or the error's name."""
+        try:
+            async with self.session.get(f"http://{self.links[node]['rest'].address}/api/v3/ping",
+                                        timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as resp:
+                await resp.read()
+                return f"HTTP {resp.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return type(exc).__name__
+
+    async def probe_lock(self, node: str) -> str:
+        """What a Redis PING through this node's lock link gets: "PONG" or the error's name."""
+        import redis
+
+        link = self.links[node]["lock"]
+
+        def ping() -> str:
+            client = redis.Redis(host=link.host, port=link.port, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                return "PONG" if client.ping() else "no PONG"
+            except redis.RedisError as exc:
+                return type(exc).__name__
+            finally:
+                client.close()
+        return await asyncio.to_thread(ping)
+
+    # -- another client of the pair's own account ------------------------------------
+    def _other_client(self) -> OtherClient:
+        return OtherClient(self.lab.sim_url, self.api_key, self.api_secret)
+
+    async def rest_order_list(self) -> OrderList:
+        """An OCO on the symbol, placed on the pair's account by another client (not a node's order)."""
+        order_list = await asyncio.to_thread(self._other_client().rest_order_list)
+        self.order_list = order_list
+        self.foreign_client_ids |= order_list.client_ids
+        self.record("order-list", None, f"OCO {order_list.list_client_id} rests on the account "
+                    f"(legs {', '.join(order_list.leg_client_ids)})")
+        return order_list
+
+    async def look_at_order_list(self, when: str) -> bool:
+        """Asks the venue whether the drill's order list is still open; remembered under `when`."""
+        open_ids = await asyncio.to_thread(self._other_client().open_order_list_ids)
+        is_open = self.order_list is not None and self.order_list.order_list_id in open_ids
+        self.order_list_open[when] = is_open
+        self.record("note", None, f"order list {'open' if is_open else 'gone'} {when}")
+        return is_open
 
     # -- operator actions ------------------------------------------------------------
     async def switchover(self, to: str) -> dict:
@@ -335,17 +435,13 @@ class Drill:
         self._load_task = asyncio.get_running_loop().create_task(self._load(orders_per_s, duration_s))
 
     async def _load(self, orders_per_s: float, duration_s: float) -> None:
-        # Another market participant, so Binance's own client rather than ours: the node's only way to
-        # the order endpoint stays its lease gate.
-        from binance.spot import Spot
-
+        # Another market participant, so Binance's own client rather than ours (other_client.py).
         key, secret = self.lab.loader_account
-        client = Spot(api_key=key, api_secret=secret, base_url=self.lab.sim_url, timeout=5)
+        client = OtherClient(self.lab.sim_url, key, secret)
         count = int(orders_per_s * duration_s)
         for i in range(count):  # bounded in count and, by the sleep, in time
             try:
-                await asyncio.to_thread(client.new_order, symbol="BTCUSDT", side="BUY" if i % 2 else "SELL",
-                                        type="MARKET", quantity=0.001)
+                await asyncio.to_thread(client.market_order, "BUY" if i % 2 else "SELL", 0.001)
                 self.loader_orders += 1
             except Exception:  # noqa: BLE001 - load is best effort; the count says how much got through
                 pass
@@ -416,5 +512,5 @@ class Drill:
         (self.run_dir / "venue-audit.jsonl").write_text(
             "".join(line + "\n" for line in lines if self.api_key in line))
         return Evidence(orders, lives, cancel_alls, node_events, sorted(self.events, key=lambda e: e.at),
-                        self.started, self.ended or time.time())
+                        self.started, self.ended or time.time(), frozenset(self.foreign_client_ids))
 

@@ -65,10 +65,14 @@ class NodeEvent:
 @dataclass(frozen=True)
 class DrillEvent:
     """What the drill did. kind: start, stop, kill, freeze, thaw, fault, heal,
-    lock-down, lock-up, hb-cut, hb-heal (node = sender, detail = receiver),
-    rest-slow, rest-fast, streams-down, streams-up, backend-restart,
-    switchover (node = target), load-start, load-stop, teardown, exited
-    (after a stop: detail says whether SIGTERM sufficed), note."""
+    lock-down, lock-up, lock-garbage, lock-sane (the lock link rerouted to
+    something that is not the backend, and back), hb-cut, hb-heal (node =
+    sender, detail = receiver), rest-slow, rest-fast, streams-down,
+    streams-up, venue-down, venue-up (REST and streams), venue-banned,
+    venue-unbanned, backend-restart, switchover (node = target), load-start,
+    load-stop, order-list (placed on the pair's account by another client),
+    teardown, exited (after a stop: detail says whether SIGTERM sufficed),
+    note."""
 
     at: float
     kind: str

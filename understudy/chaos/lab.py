@@ -2,10 +2,17 @@
 and the two node namespaces. Each drill gets its own venue account (so the
 audit log tells drills apart), its own Redis, its own proxies and fresh node
 processes; the heartbeat rules are flushed between drills.
+
+Each node reaches the venue on a listener of its own (`POST
+/sim/v1/listeners`: the whole sim app on another port), so the venue can ban
+one node's traffic (HTTP 418, as Binance bans an IP) and serve the other's.
 """
+import json
 import re
 import secrets
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from ..demo import READY
@@ -27,6 +34,9 @@ class Lab:
         self.toxiproxy: ToxiproxyServer | None = None
         self.sim: DrillChild | None = None
         self.sim_url = ""
+        self.sim_port = 0
+        self.venue_ports: dict[str, int] = {}  # node -> the sim listener its venue links reach
+        self.per_node_listeners = False  # False: an older sim without them; every node shares the main port
         self.audit_path = run_dir / "venue-audit.jsonl"
 
     def __enter__(self) -> "Lab":
@@ -52,6 +62,24 @@ class Lab:
         self.sim = DrillChild("sim", args, self.run_dir / "sim.log")
         self.sim_url = self.sim.wait_for(READY, 30).group(1)
         self.sim_port = int(re.search(r":(\d+)$", self.sim_url).group(1))
+        self._open_node_listeners()
+
+    def sim_control(self, path: str, body: dict, timeout: float = 5.0) -> dict:
+        """POSTs to one of the sim's own endpoints (loopback, ours, short)."""
+        request = urllib.request.Request(f"{self.sim_url}{path}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def _open_node_listeners(self) -> None:
+        """One listener per node, opened once per lab (two in all, however many drills run)."""
+        try:
+            self.venue_ports = {node: int(self.sim_control("/sim/v1/listeners", {})["port"]) for node in NODES}
+            self.per_node_listeners = True
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (404, 405):
+                raise
+            self.venue_ports = {node: self.sim_port for node in NODES}
 
     def take_account(self) -> tuple[str, str]:
         if self._next >= len(self.accounts):

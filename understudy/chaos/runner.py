@@ -38,6 +38,10 @@ def resolve(names: list[str]) -> list[Scenario]:
 
 
 def rules_for(sc: Scenario, drill: Drill, takeover_budget_s: float = TAKEOVER_BUDGET_S) -> Rules:
+    # A primary that cannot trade keeps the lock for `handover_after_s` before handing it over (DESIGN
+    # §2.3): its successor's budget starts that much later.
+    if sc.handover:
+        takeover_budget_s += drill.handover_after_s
     return Rules(ttl_s=drill.ttl_s, silence_s=drill.silence_s, failover=sc.failover,
                  venue_delay_s=sc.venue_delay_s, overlap_s=sc.overlap_s, takeover_budget_s=takeover_budget_s)
 

@@ -8,12 +8,14 @@ ready standby, trades a moment, injects its fault, heals it, and ends with a
 quoting primary and a ready standby again (the runner checks that last part).
 """
 import asyncio
+import inspect
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .checker import ALLOWED, FORBIDDEN, REQUIRED
 from .drill import Drill
 from .evidence import Evidence
+from .venue_record import is_late_refusal
 
 TRADE_BEFORE_FAULT_S = 1.0
 
@@ -29,6 +31,7 @@ class Scenario:
     overlap_s: float = 0.5  # zero for planned switchovers: the design promises no overlap
     persistence: bool = False  # Redis with AOF
     silent_primary: bool = False  # kill, freeze, isolate: the takeover budget applies
+    handover: bool = False  # the primary cannot trade and hands over: the budget grows by handover_after_s
     ends_healthy: bool = True  # the runner waits for a quoting primary and a ready standby at the end
 
 
@@ -288,6 +291,143 @@ async def venue_stream_drop(d: Drill) -> None:
     d.record("heal")
     d.streams_up(primary)
     await d.wait_quoting(primary, 20)
+
+
+# -- the venue refuses a late order (the recvWindow fence, DESIGN §2.2) --------------
+DELAY_MS = 2500  # longer than any lease (ttl 1 s): whatever the primary sends now arrives after it
+
+
+def _epoch_at_fault(d: Drill, ev: Evidence, node: str) -> int | None:
+    held = [e.epoch for e in ev.node_events if e.node == node and e.kind == "acquired" and e.at <= _fault_at(d)]
+    return held[-1] if held else None
+
+
+def _late_orders_refused(d: Drill, ev: Evidence) -> None:
+    _isolated_primary_fenced(d, ev)
+    primary = d.roles_at_fault[0]
+    epoch = _epoch_at_fault(d, ev, primary)
+    refused = [o for o in ev.orders if o.node == primary and o.epoch == epoch and is_late_refusal(o)]
+    d.expect(bool(refused), f"the venue refused no late order of {primary}'s epoch: the {DELAY_MS} ms delay on its "
+             "REST link never bit (no order of its was sent while delayed)")
+
+
+# No `venue_delay_s` here: the audit's signed timestamp times every send exactly, and the delayed orders
+# must be refused by the venue, so they earn no in-flight allowance on the book.
+@scenario(failover=REQUIRED, after=_late_orders_refused)
+async def delayed_order(d: Drill) -> None:
+    """The primary's REST requests take 2.5 s (its lease: 1 s) while it is cut off from its peer and the lock backend: its last orders reach the venue after the standby took over, and the venue refuses them (-1021, outside the recvWindow)."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"{primary}: {DELAY_MS} ms on its REST requests, heartbeats cut both ways, its lock link down")
+    d.rest_latency(primary, DELAY_MS)  # first, so every order it sends from here on is delayed
+    d.partition()
+    d.lock_down(primary)
+    await d.wait_quoting(standby, 15)
+    took = await d.probe_rest(primary)
+    d.expect(took >= 0.9 * DELAY_MS / 1000, f"a REST ping through {primary}'s slowed link took only {took:.3f} s")
+    # Its lease ends about ttl after the fault; what it sent until then lands DELAY_MS later.
+    await d.sleep_until(at + d.ttl_s + DELAY_MS / 1000 + 1.0)
+    d.record("heal")
+    d.rest_clear(primary)
+    d.lock_up(primary)
+    d.heal_partition()
+    await d.wait_role(primary, "standby", 15)
+
+
+# -- a primary that cannot reach the venue hands the lock over (DESIGN §2.3) --------
+def _handed_over(d: Drill, ev: Evidence) -> None:
+    primary = d.roles_at_fault[0]
+    at = _fault_at(d)
+    for role, problem in (("halted", "never halted without the venue"),
+                          ("handing-over", "never handed the lock over while unable to trade"),
+                          ("standby", "never stood by after handing the lock over")):
+        d.expect(_saw(ev, primary, "role", at, role), f"{primary} {problem}")
+
+
+async def _primary_loses_the_venue(d: Drill, what: str, cut, heal, took_effect: Callable[[str], bool]) -> None:
+    """`cut(node)` and `heal(node)` may be plain calls or coroutines."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"{primary} loses the venue ({what}); its heartbeats and lock link work")
+    if inspect.isawaitable(done := cut(primary)):
+        await done
+    got = await d.probe_venue(primary)
+    d.expect(took_effect(got), f"a REST ping through {primary}'s venue link got {got} ({what} expected)")
+    await d.wait_quoting(standby, d.handover_after_s + 15)
+    await d.wait_role(primary, "standby", 15)
+    await d.sleep_until(at + d.handover_after_s + 4.0)
+    d.record("heal")
+    if inspect.isawaitable(done := heal(primary)):
+        await done
+
+
+@scenario(failover=REQUIRED, handover=True, after=_handed_over)
+async def primary_venue_down(d: Drill) -> None:
+    """The primary's REST and stream connections to the venue are refused, heartbeats and lock fine: it halts, and after handover_after_s hands the lock to the ready standby, which quotes; it stands by."""
+    await _primary_loses_the_venue(d, "connections refused", d.venue_down, d.venue_up,
+                                   lambda got: not got.startswith("HTTP"))
+
+
+@scenario(failover=REQUIRED, handover=True, after=_handed_over)
+async def primary_venue_banned(d: Drill) -> None:
+    """The venue answers every request of the primary with HTTP 418 (Binance's IP ban), heartbeats and lock fine: it halts, and after handover_after_s hands the lock to the ready standby, which quotes; it stands by."""
+    await _primary_loses_the_venue(d, "HTTP 418 on every request", d.ban_venue, d.unban_venue,
+                                   lambda got: got == "HTTP 418")
+
+
+# -- an order list rests on the account at a takeover --------------------------------
+def _order_list_swept(d: Drill, ev: Evidence) -> None:
+    _took_over_and_rejoined(d, ev)
+    order_list = d.order_list
+    if order_list is None:
+        d.expect(False, "no order list was placed")
+        return
+    at = _fault_at(d)
+    d.expect(d.order_list_open.get("just before the kill") is True, "the order list was not open at the kill")
+    legs = set(order_list.leg_client_ids)
+    resting = [life for life in ev.lives if life.client_id in legs]
+    d.expect(all(life.start < at and (life.end is None or life.end >= at) for life in resting),
+             "the venue's record has an order list leg that was not resting at the kill")
+    swept = [c for c in ev.cancel_alls if c.at > at and c.accepted and legs & set(c.client_ids)]
+    d.expect(bool(swept), "no cancel-all after the kill took the order list's legs (the protective cancel missed it)")
+    d.expect(d.order_list_open.get("after the takeover") is False, "the order list was still open after the takeover")
+
+
+@scenario(failover=REQUIRED, after=_order_list_swept)
+async def order_list_at_takeover(d: Drill) -> None:
+    """An OCO rests on the symbol, placed on the pair's account by another client, when the primary is SIGKILLed: the standby takes over, its protective cancel takes the order list too, and it quotes."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    await d.rest_order_list()
+    await asyncio.sleep(0.5)  # the primary sees it on its user data stream and reconciles with it there
+    await d.look_at_order_list("just before the kill")
+    d.fault(f"SIGKILL {primary} with an order list resting")
+    d.kill(primary)
+    await d.wait_quoting(standby, 15)
+    await d.look_at_order_list("after the takeover")
+    d.start(primary)
+
+
+# -- the lock backend answers nonsense ------------------------------------------------
+def _lost_to_garbage(d: Drill, ev: Evidence) -> None:
+    _took_over_and_rejoined(d, ev)
+    primary = d.roles_at_fault[0]
+    d.expect(_saw(ev, primary, "lost", _fault_at(d)),
+             f"{primary} never logged losing its lease to a backend answering nonsense")
+
+
+@scenario(failover=REQUIRED, after=_lost_to_garbage)
+async def backend_garbage(d: Drill) -> None:
+    """The primary's lock link reaches an HTTP server instead of Redis (the standby's still reaches Redis): its renewals get nonsense back, a definite failure; its lease is lost by its safe deadline, it fences and rejoins as standby, the standby takes over."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    at = d.fault(f"{primary}'s lock backend answers garbage (its lock link rerouted to an HTTP server)")
+    d.lock_garbage(primary)
+    got = await d.probe_lock(primary)
+    # Nonsense, not silence: a protocol error, neither a PONG nor a refused or timed-out connection.
+    d.expect(got not in ("PONG", "ConnectionError", "TimeoutError"),
+             f"a Redis PING through {primary}'s rerouted lock link got {got} (a protocol error expected)")
+    await d.wait_quoting(standby, 15)
+    await d.sleep_until(at + 4.0)
+    d.record("heal")
+    d.lock_sane(primary)
+    await d.wait_role(primary, "standby", 15)
 
 
 # -- starts, restarts, switchovers ----------------------------------------------------

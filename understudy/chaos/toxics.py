@@ -6,7 +6,10 @@ link of one node can be cut or degraded while everything else works.
 Faults (toxiproxy's names in brackets): down (the proxy disabled: open
 connections closed, new ones refused), latency [latency], timeout [timeout:
 data stops; with 0 the connection hangs until healed], reset [reset_peer:
-connections reset], slow close [slow_close], bandwidth [bandwidth].
+connections reset], slow close [slow_close], bandwidth [bandwidth], reroute
+(the proxy's upstream changed: toxiproxy closes the open connections and
+sends new ones to the new upstream — a lock link that reaches something that
+is not the lock backend).
 
 toxiproxy-python talks to one server per process (its API address is class
 state) and uses blocking HTTP without a timeout; the server is local and
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import toxiproxy
+from toxiproxy.api import APIConsumer
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_ENV = "UNDERSTUDY_TOXIPROXY_SERVER"
@@ -98,6 +102,7 @@ class Link:
         self.name = proxy.name
         host, _, port = proxy.listen.rpartition(":")
         self.host, self.port = host, int(port)
+        self.upstream = self.original_upstream = proxy.upstream
         self.active: list[str] = []  # what is wrong with the link now, for the report
 
     @property
@@ -111,6 +116,17 @@ class Link:
     def up(self) -> None:
         self.proxy.enable()
         self.active = [a for a in self.active if a != "down"]
+
+    def reroute(self, upstream: str | None = None) -> None:
+        """Sends the link to another upstream (None: back to its own). Toxiproxy restarts the proxy on
+        the same listen address, closing every open connection, so clients reconnect to the new one."""
+        upstream = upstream or self.original_upstream
+        # toxiproxy-python has no call for it; the server's API does (listen kept, so it stays put).
+        APIConsumer.post(f"/proxies/{self.name}", json={"upstream": upstream, "listen": self.address})
+        self.upstream = upstream
+        self.active = [a for a in self.active if a != "rerouted"]
+        if upstream != self.original_upstream:
+            self.active.append("rerouted")
 
     def _toxic(self, kind: str, stream: str, **attributes) -> str:
         name = f"{kind}_{stream}"
@@ -139,7 +155,7 @@ class Link:
 
     def clear(self, name: str | None = None) -> None:
         """Removes one toxic, or every toxic and re-enables the link."""
-        names = [name] if name else [n for n in self.active if n != "down"]
+        names = [name] if name else [n for n in self.active if n not in ("down", "rerouted")]
         for toxic_name in names:
             self.proxy.destroy_toxic(toxic_name)
             self.active.remove(toxic_name)
