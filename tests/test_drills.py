@@ -24,6 +24,19 @@ TAKEOVER_BOUND_S = 10.0
 BROKEN_NODE = (sys.executable, "-m", "tests.drill_broken_node")
 
 
+# The venue-fence and hand-over drills: each requires a failover and proves its fault took effect.
+VENUE_AND_BACKEND_FAULTS = ("delayed-order", "primary-venue-down", "primary-venue-banned", "order-list-at-takeover",
+                            "backend-garbage")
+
+
+def test_the_venue_and_backend_fault_drills_are_registered_with_their_warrants():
+    resolved = runner.resolve(list(VENUE_AND_BACKEND_FAULTS))
+    assert [sc.name for sc in resolved] == list(VENUE_AND_BACKEND_FAULTS)
+    assert all(sc.failover == REQUIRED and sc.after is not None for sc in resolved)
+    # A primary that cannot reach the venue keeps the lock for handover_after_s before handing it over.
+    assert {sc.name for sc in resolved if sc.handover} == {"primary-venue-down", "primary-venue-banned"}
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(tmp_path_factory.mktemp("drill-lab"), accounts=len(SCENARIOS) + 1) as lab:

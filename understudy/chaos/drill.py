@@ -397,21 +397,34 @@ class Drill:
         return await asyncio.to_thread(ping)
 
     # -- another client of the pair's own account ------------------------------------
-    def _other_client(self) -> OtherClient:
-        return OtherClient(self.lab.sim_url, self.api_key, self.api_secret)
+    async def _as_other_client(self, what: str, call, *args):
+        """Runs an `OtherClient` call on the pair's account in a thread; a venue that refuses it (an
+        endpoint it lacks, say) means the drill cannot do what its scenario asks."""
+        client = OtherClient(self.lab.sim_url, self.api_key, self.api_secret)
+        try:
+            return await asyncio.to_thread(call, client, *args)
+        except Exception as exc:  # noqa: BLE001 - binance.error.*, requests.*: all mean the same here
+            raise DrillError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     async def rest_order_list(self) -> OrderList:
         """An OCO on the symbol, placed on the pair's account by another client (not a node's order)."""
-        order_list = await asyncio.to_thread(self._other_client().rest_order_list)
+        order_list = await self._as_other_client("resting an OCO on the account", OtherClient.rest_order_list)
         self.order_list = order_list
         self.foreign_client_ids |= order_list.client_ids
         self.record("order-list", None, f"OCO {order_list.list_client_id} rests on the account "
                     f"(legs {', '.join(order_list.leg_client_ids)})")
         return order_list
 
+    async def cancel_quotes_of(self, node: str) -> list[str]:
+        """Cancels the node's resting orders from another client, by client id: the node hears it on its
+        user data stream and quotes again at once — new orders, sent now."""
+        cancelled = await self._as_other_client(f"cancelling {node}'s quotes", OtherClient.cancel_orders_of, node)
+        self.record("note", node, f"{len(cancelled)} of its quotes cancelled by another client, to make it re-quote")
+        return cancelled
+
     async def look_at_order_list(self, when: str) -> bool:
         """Asks the venue whether the drill's order list is still open; remembered under `when`."""
-        open_ids = await asyncio.to_thread(self._other_client().open_order_list_ids)
+        open_ids = await self._as_other_client("asking for the open order lists", OtherClient.open_order_list_ids)
         is_open = self.order_list is not None and self.order_list.order_list_id in open_ids
         self.order_list_open[when] = is_open
         self.record("note", None, f"order list {'open' if is_open else 'gone'} {when}")

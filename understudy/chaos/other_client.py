@@ -1,13 +1,16 @@
 """Another client of a venue account, as a drill needs one: Binance's own
 connector (`binance-connector`), never the node's adapter, so the node's only
 way to the order endpoints stays its lease gate. It takes liquidity (the
-switchover-under-load drill) or rests an order list on the pair's own account
-(the order-list-at-takeover drill). Its calls block: the drill runs them in a
+switchover-under-load drill), rests an order list on the pair's own account
+(the order-list-at-takeover drill), or cancels a node's quotes on it so the
+node places new ones at a moment the drill chooses (the delayed-order drill). Its calls block: the drill runs them in a
 thread, each with a short timeout, against the sim on loopback.
 """
 import secrets
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
+
+from ..node import client_ids
 
 SYMBOL = "BTCUSDT"
 TICK = Decimal("0.01")  # the sim's BTCUSDT PRICE_FILTER
@@ -53,6 +56,20 @@ class OtherClient:
             belowTimeInForce="GTC", belowClientOrderId=below_id)
         legs = tuple(o["clientOrderId"] for o in reply.get("orders", [])) or (above_id, below_id)
         return OrderList(int(reply["orderListId"]), reply.get("listClientOrderId", list_id), legs)
+
+    def cancel_orders_of(self, node: str) -> list[str]:
+        """Cancels, one by one by client id, the open orders whose client ids name `node` (a handful: a
+        node rests at most `risk.max_open_orders`). Returns the client ids cancelled."""
+        cancelled = []
+        for o in self.spot.get_open_orders(symbol=SYMBOL):
+            parsed = client_ids.parse(o.get("clientOrderId") or "")
+            if parsed is not None and parsed.node == node:
+                try:
+                    self.spot.cancel_order(symbol=SYMBOL, origClientOrderId=o["clientOrderId"])
+                    cancelled.append(o["clientOrderId"])
+                except Exception:  # noqa: BLE001 - filled or cancelled meanwhile: nothing left to cancel
+                    pass
+        return cancelled
 
     def open_order_list_ids(self) -> set[int]:
         """GET /api/v3/openOrderList: the account's order lists still open."""

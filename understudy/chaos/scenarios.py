@@ -321,6 +321,9 @@ async def delayed_order(d: Drill) -> None:
     d.rest_latency(primary, DELAY_MS)  # first, so every order it sends from here on is delayed
     d.partition()
     d.lock_down(primary)
+    # A calm market may leave its quotes where they are until its lease ends: take them away, so it sends
+    # new ones now, through the slowed link, under the lease it still holds.
+    await d.cancel_quotes_of(primary)
     await d.wait_quoting(standby, 15)
     took = await d.probe_rest(primary)
     d.expect(took >= 0.9 * DELAY_MS / 1000, f"a REST ping through {primary}'s slowed link took only {took:.3f} s")
