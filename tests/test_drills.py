@@ -11,6 +11,7 @@ bench/drills.py holds it to the 3 s budget over repeated runs.
 """
 import asyncio
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -35,6 +36,9 @@ def test_the_venue_and_backend_fault_drills_are_registered_with_their_warrants()
     assert all(sc.failover == REQUIRED and sc.after is not None for sc in resolved)
     # A primary that cannot reach the venue keeps the lock for handover_after_s before handing it over.
     assert {sc.name for sc in resolved if sc.handover} == {"primary-venue-down", "primary-venue-banned"}
+    pair = SimpleNamespace(ttl_s=1.0, silence_s=1.0, handover_after_s=2.0)
+    assert runner.rules_for(SCENARIOS["primary-venue-down"], pair).takeover_budget_s == 5.0
+    assert runner.rules_for(SCENARIOS["delayed-order"], pair).takeover_budget_s == 3.0
 
 
 @pytest.fixture(scope="module")

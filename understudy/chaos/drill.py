@@ -156,7 +156,10 @@ class Drill:
             if self.nodes[node].alive:
                 await self.stop(node, "end of the drill")
         for node in list(self.banned):  # the listeners outlive this drill: the next one must find them clean
-            await self.unban_venue(node)
+            try:
+                await self.unban_venue(node)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass  # a sim that cannot answer serves nobody; the ban also lifts by itself (BAN_SECONDS)
         self.ended = time.time()
         for cut in self.cuts.values():
             cut.heal()
