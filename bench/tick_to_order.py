@@ -213,8 +213,12 @@ def build_engine(cfg: NodeConfig, tap: TransportTap, snapshot: bytes) -> Signall
     engine.day = DayReference(datetime.datetime.now(datetime.UTC).date().isoformat(),
                               engine.account.total(engine.instrument.base),
                               engine.account.total(engine.instrument.quote))
+    # The venue's clock as a fresh 100 µs round trip would leave it: the fence is on the hot path too.
+    now = engine.clock()
+    engine.venue_clock.on_round_trip(now - 0.0001, int(time.time() * 1000), now)
     engine.gate = OrderGate(engine.rest, engine.instrument, engine.oms, cfg.risk, lambda: engine.lease,
-                            engine.risk_view, cfg.venue.max_orders_per_10s, engine.clock)
+                            engine.risk_view, cfg.venue.max_orders_per_10s, engine.venue_clock,
+                            cfg.venue.recv_window_ms, engine.clock)
     engine.userstream = UserStream(cfg.venue.ws_api_url, secrets.api_key, secrets.api_secret, engine._on_execution,
                                    engine._on_position, engine._on_user_resubscribed)
     engine.userstream.subscribed.set()  # as after a successful subscription

@@ -15,6 +15,7 @@ from understudy.node.client_ids import ClientIdFactory
 from understudy.node.instrument import Instrument
 from understudy.node.marketdata import MarketData
 from understudy.node.oms import ManagedOrder, Oms, Status
+from understudy.node.venue_clock import VenueClock
 from understudy.node.order_gate import NotPermitted, OrderGate
 from understudy.node.rest import VenueRest
 from understudy.node.risk import RiskView
@@ -87,8 +88,12 @@ class Harness:
 
     async def start(self):
         self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info("BTCUSDT"), "BTCUSDT")
+        self.venue_clock = VenueClock(max_uncertainty_ms=50, max_age_s=60)
+        sent_at = time.monotonic()
+        server_ms = await self.rest.server_time()
+        self.venue_clock.on_round_trip(sent_at, server_ms, time.monotonic())
         self.gate = OrderGate(self.rest, self.instrument, self.oms, self.config.risk, lambda: self.lease,
-                              lambda: self.view, 80)
+                              lambda: self.view, 80, self.venue_clock, 5000)
         self.task = asyncio.create_task(self.stream.run(self.stop))
         await asyncio.wait_for(self.stream.subscribed.wait(), 5)
         return self

@@ -62,6 +62,10 @@ class VenueSection(_Section, kw_only=True):
     request_timeout_s: Positive = 2.0
     reconcile_interval_s: Positive = 5.0
     max_orders_per_10s: PositiveInt = 80  # kept under the venue's limit (Binance Spot: 100)
+    # The recvWindow fence (order_gate.py) needs the venue's clock: probed by GET /api/v3/time.
+    clock_probe_interval_s: Positive = 0.5
+    max_clock_uncertainty_ms: Positive = 50.0  # above it the node does not trade
+    unreachable_after_s: Positive = 1.5  # no good probe this long: the venue path is down, not ready
 
 
 class MarketSection(_Section, kw_only=True):
@@ -126,6 +130,9 @@ class ClusterSection(_Section, kw_only=True):
     silence_s: Positive = 1.0
     max_heartbeat_age_s: Positive = 2.0  # with chrony-synchronised clocks
     nofailover: bool = False
+    # A lock holder that cannot trade (halted, venue down or banned) this long while its peer is
+    # ready hands the lock over; a standby whose peer is fenced without a lease this long contends.
+    handover_after_s: Positive = 2.0
     peer_admin_url: str | None = None  # for `understudy status` and switchover checks
 
 
@@ -254,6 +261,10 @@ def _cross_checks(c: NodeConfig) -> list[str]:
                             "lease; renew at most every ttl/3")
         if c.lock.redis.ca_file and not c.lock.redis.tls:
             problems.append("lock.redis.ca_file: set, but lock.redis.tls is false")
+    if c.venue.clock_probe_interval_s * 2 > c.venue.unreachable_after_s:
+        problems.append(f"venue.unreachable_after_s: {c.venue.unreachable_after_s} s is under two clock probes "
+                        f"(venue.clock_probe_interval_s {c.venue.clock_probe_interval_s} s): one slow probe would "
+                        "halt trading")
     for key in ("rest_url", "stream_url", "ws_api_url"):
         url = getattr(c.venue, key)
         scheme = ("http", "https") if key == "rest_url" else ("ws", "wss")

@@ -16,6 +16,38 @@ class BackendUnavailable(Exception):
     """No answer from the lock backend before the deadline."""
 
 
+class BackendNonsense(Exception):
+    """The backend answered, but with something that is not an answer to the
+    question (a reply that does not decode, a protocol error, a value of the
+    wrong type). Unlike silence this is definite: nothing it says can be
+    trusted, so a holder gives its lease up at once rather than ride it out."""
+
+
+# Calls abandoned at their deadline whose coroutine had not finished yet (a
+# cancellation swallowed below us, say): kept referenced so they are not
+# garbage-collected mid-flight, and counted for /metrics.
+_abandoned: set[asyncio.Task] = set()
+abandoned_calls = 0
+
+
+def _abandon(task: asyncio.Task) -> None:
+    global abandoned_calls
+    task.cancel()
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+        return
+    abandoned_calls += 1
+    _abandoned.add(task)
+
+    def forget(t: asyncio.Task) -> None:
+        _abandoned.discard(t)
+        if not t.cancelled():
+            t.exception()  # retrieved: an abandoned call's failure is no news
+
+    task.add_done_callback(forget)
+
+
 @dataclass(frozen=True, slots=True)
 class LockState:
     holder: str | None
@@ -47,20 +79,36 @@ class HistoryEntry:
 
 async def bounded(awaitable, deadline: float, what: str):
     """Runs `awaitable` until the monotonic `deadline`; past it, or on a
-    connection failure, raises BackendUnavailable."""
+    connection failure, raises BackendUnavailable.
+
+    The caller gets control back at the deadline whatever the call does: it
+    runs as its own task, and one that does not finish in time is cancelled
+    and abandoned, not awaited. Neither `wait_for` nor `asyncio.timeout` can
+    promise that, because both wait for the inner call to honour the
+    cancellation, and on Python 3.11 a library's own `wait_for` (redis-py's,
+    with a socket timeout) can swallow it and carry on.
+    """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         if hasattr(awaitable, "close"):
             awaitable.close()
         raise BackendUnavailable(f"{what}: deadline already passed")
+    task = asyncio.ensure_future(awaitable)
     try:
-        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a
-        # cancellation that arrives as the inner call completes, and an acquire loop told to
-        # stop would then go on and take the lock.
-        async with asyncio.timeout(remaining):
-            return await awaitable
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+    except BaseException:
+        _abandon(task)  # our caller was cancelled: the call goes too, and we do not wait for it
+        raise
+    if not done:
+        _abandon(task)
+        raise BackendUnavailable(f"{what}: no answer within {remaining * 1000:.0f} ms")
+    try:
+        return task.result()
     except (TimeoutError, asyncio.TimeoutError):
-        raise BackendUnavailable(f"{what}: no answer within {remaining * 1000:.0f} ms") from None
+        raise BackendUnavailable(f"{what}: the client timed out") from None
+    except asyncio.CancelledError:
+        # Cancelled from below (a client library tearing its connection down), not by our caller.
+        raise BackendUnavailable(f"{what}: the call was cancelled under us") from None
     except (OSError, ConnectionError) as exc:
         raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -21,9 +21,18 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+from redis.exceptions import (ClusterDownError, NoPermissionError, OutOfMemoryError, ReadOnlyError, RedisError,
+                              ResponseError, TryAgainError)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .backend import BackendUnavailable, HistoryEntry, LockBackend, LockState, Pause, bounded
+from .backend import BackendNonsense, BackendUnavailable, HistoryEntry, LockBackend, LockState, Pause, bounded
+
+# Error replies a healthy Redis gives while it cannot answer for now (a replica without its master,
+# out of memory, a script running long; LOADING is a ConnectionError in redis-py), or that refuse
+# us as a wrong password does (an ACL without our keys): no answer, in effect. Anything else it
+# says is nonsense.
+_TRANSIENT_ERRORS = (ReadOnlyError, TryAgainError, ClusterDownError, OutOfMemoryError, NoPermissionError)
+_TRANSIENT_REPLIES = ("BUSY", "NOREPLICAS", "MASTERDOWN")
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, 'held'} end
@@ -89,6 +98,9 @@ class RedisBackend(LockBackend):
             host=settings.host, port=settings.port, username=settings.username, password=settings.password,
             ssl=settings.tls, ssl_ca_certs=settings.ca_file if settings.tls else None,
             socket_connect_timeout=settings.connect_timeout_s, decode_responses=True,
+            # No socket timeout: with one, redis-py sends through asyncio.wait_for, which on Python
+            # 3.11 can swallow a cancellation. Every call is bounded by `bounded()` instead.
+            socket_timeout=None,
         )
         p = settings.key_prefix
         self._lock, self._epoch, self._handover = f"{p}:lock", f"{p}:epoch", f"{p}:handover"
@@ -104,9 +116,15 @@ class RedisBackend(LockBackend):
             return await bounded(awaitable, deadline, what)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise BackendUnavailable(f"{what}: {exc}") from exc
+        except ResponseError as exc:
+            if isinstance(exc, _TRANSIENT_ERRORS) or str(exc).startswith(_TRANSIENT_REPLIES):
+                raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+            raise BackendNonsense(f"{what}: Redis answered {type(exc).__name__}: {exc}") from exc
         except RedisError as exc:
-            # LOADING, READONLY, MASTERDOWN...: the backend cannot answer for now.
-            raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+            # A reply that is not RESP (another service on the port, a corrupt stream).
+            raise BackendNonsense(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise BackendNonsense(f"{what}: an answer of the wrong shape: {exc!r}") from exc
 
     async def try_acquire(self, node: str, ttl_s: float, epoch_floor: int, deadline: float) -> int | None:
         epoch, outcome = await self._call(

@@ -10,7 +10,17 @@ Failsafe (DESIGN §2.4): while no renewal has *definitely* failed, the lease
 also lasts as long as `failsafe_until()` — a deadline granted by the only
 other node that could trade, which has promised not to before it. A backend
 that cannot be reached therefore does not stop trading while the peer still
-vouches; a backend that answers "not yours" ends the lease at once.
+vouches; a backend that answers "not yours" ends the lease at once, and so
+does one that answers nonsense (`BackendNonsense`) or makes the renewer
+fail in any way nobody foresaw: the loss is then reported through
+`on_lost` like any other, so the node fences and says so in its heartbeats
+instead of announcing a lease nobody renews.
+
+Nothing here relies on a cancellation being honoured (Python 3.11's
+`wait_for` can swallow one): every backend call is bounded by `bounded()`,
+which hands control back at the deadline whatever the call does, and
+stopping the renewer ends the lease first and waits for the task only
+briefly.
 """
 import asyncio
 import math
@@ -19,10 +29,11 @@ from dataclasses import replace
 from typing import Callable
 
 from .. import logs
-from .backend import BackendUnavailable, LockBackend
+from .backend import BackendNonsense, BackendUnavailable, LockBackend, bounded
 from .lease import Lease
 
 log = logs.get("lock")
+RENEWER_STOP_WAIT_S = 0.5  # how long release/close wait for the renewer to notice; it is abandoned after
 
 
 class TradingLock:
@@ -45,6 +56,8 @@ class TradingLock:
         self.lost_reason: str | None = None
         self.renewals = 0
         self.renew_failures = 0
+        self.renew_errors = 0  # renewals that got nonsense or failed unforeseen: each one ended the lease
+        self.renewers_abandoned = 0
         self.restores = 0
         self.renew_latency_s: list[float] = []
         self._renewer: asyncio.Task | None = None
@@ -80,8 +93,9 @@ class TradingLock:
         """One attempt, bounded by the life the lease would have. The lease
         permits trading from `not_before` on (the peer leases this node granted)."""
         sent_at = self.clock()
-        epoch = await self.backend.try_acquire(self.node, self.ttl_s, self.epoch_floor,
-                                               self._grant(0, sent_at).safe_deadline)
+        deadline = self._grant(0, sent_at).safe_deadline
+        epoch = await bounded(self.backend.try_acquire(self.node, self.ttl_s, self.epoch_floor, deadline),
+                              deadline, "acquire")
         if epoch is None:
             return None
         if epoch <= self.epoch_floor:
@@ -106,34 +120,56 @@ class TradingLock:
                 if lease is not None:
                     return lease
                 await self.backend.wait_until_free(min(1.0, until - self.clock()), until)
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, BackendNonsense) as exc:
                 log.warning("lock backend unavailable while acquiring", error=str(exc))
                 await asyncio.sleep(min(0.05, max(0.0, until - self.clock())))
         return None
 
     async def _renew_loop(self, epoch: int) -> None:
+        """Supervises the renewals: whatever goes wrong in them ends this
+        epoch's lease and is reported, never a silent death."""
+        try:
+            await self._renew(epoch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a renewer that cannot go on must end the lease it keeps
+            self.renew_errors += 1
+            log.exception("lease renewer failed", error=repr(exc), epoch=epoch)
+            if self._lease is not None and self._lease.epoch == epoch:
+                self._lose(f"renewer failed: {type(exc).__name__}")
+
+    def _holds(self, epoch: int) -> bool:
+        return self._lease is not None and self._lease.epoch == epoch
+
+    async def _renew(self, epoch: int) -> None:
         next_at = self.clock() + self.renew_every_s
-        while self.lease is not None and self.lease.epoch == epoch:
+        while self._holds(epoch):
             await asyncio.sleep(max(0.0, min(next_at, self.lease.safe_deadline) - self.clock()))
-            if self.lease is None or self.lease.epoch != epoch:
+            if not self._holds(epoch):
                 return
             sent_at = self.clock()
-            if self.lease.safe_deadline <= sent_at:
+            deadline = self.lease.safe_deadline
+            if deadline <= sent_at:
                 self._lose("safe deadline passed without a renewal or a peer lease")
                 return
             try:
-                ok = await self.backend.renew(self.node, epoch, self.ttl_s, self.lease.safe_deadline)
+                ok = await bounded(self.backend.renew(self.node, epoch, self.ttl_s, deadline), deadline, "renew")
             except BackendUnavailable as exc:
                 self.renew_failures += 1
                 log.warning("lease renewal failed", error=str(exc),
                             lease_left_s=round(self.lease.time_left(self.clock()), 3) if self.lease else 0)
                 next_at = self.clock() + min(0.05, self.renew_every_s)
                 continue
-            if self.lease is None or self.lease.epoch != epoch:
+            except BackendNonsense as exc:
+                self.renew_errors += 1
+                log.error("lock backend answered a renewal with nonsense", error=str(exc), epoch=epoch)
+                self._lose(f"lock backend answered nonsense: {exc}")
+                return
+            if not self._holds(epoch):
                 return
             if not ok:
                 ok = await self._try_restore(epoch)
-                if self.lease is None or self.lease.epoch != epoch:
+                if not self._holds(epoch):
                     return
             if not ok:
                 self._lose("renewal found the lock no longer ours")
@@ -148,9 +184,10 @@ class TradingLock:
         """The key lapsed (say, through a backend outage this node rode on
         the peer lease): take it back at the same epoch if nobody acquired
         it since. Any doubt is a loss."""
+        deadline = self.lease.safe_deadline
         try:
-            restored = await self.backend.restore(self.node, epoch, self.ttl_s, self.lease.safe_deadline)
-        except BackendUnavailable as exc:
+            restored = await bounded(self.backend.restore(self.node, epoch, self.ttl_s, deadline), deadline, "restore")
+        except (BackendUnavailable, BackendNonsense) as exc:
             log.warning("lock restore failed", error=str(exc))
             return False
         if restored:
@@ -166,15 +203,30 @@ class TradingLock:
             self.on_lost(reason)
 
     async def _stop_renewing(self) -> None:
+        """The caller has ended the lease already, so a renewer that outlives
+        this (its cancellation swallowed) finds nothing to renew and returns;
+        it is waited for briefly, then abandoned — never awaited unbounded."""
         task, self._renewer = self._renewer, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is None or task is asyncio.current_task() or task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=RENEWER_STOP_WAIT_S)
+        if not done:
+            self.renewers_abandoned += 1
+            log.error("lease renewer ignored its cancellation; abandoned (the lease had already ended)",
+                      wait_s=RENEWER_STOP_WAIT_S)
+
+    async def release_epoch(self, epoch: int) -> None:
+        """Frees the key of a lease this node already ended locally (a fatal failure), so the peer
+        need not wait out the TTL; any failure is quiet: the key expires by itself."""
+        await self._stop_renewing()
+        await self._quiet_release(epoch)
 
     async def _quiet_release(self, epoch: int) -> None:
+        deadline = self.clock() + self.ttl_s
         try:
-            await self.backend.release(self.node, epoch, self.clock() + self.ttl_s)
-        except BackendUnavailable:
+            await bounded(self.backend.release(self.node, epoch, deadline), deadline, "release")
+        except (BackendUnavailable, BackendNonsense):
             pass
 
     async def release(self, target: str | None = None, marker_ttl_s: float = 5.0) -> bool:
@@ -186,8 +238,12 @@ class TradingLock:
             return False
         deadline = self.clock() + self.ttl_s
         if target is None:
-            return await self.backend.release(self.node, lease.epoch, deadline)
-        return await self.backend.release_to(self.node, lease.epoch, target, marker_ttl_s, deadline)
+            call = self.backend.release(self.node, lease.epoch, deadline)
+        else:
+            call = self.backend.release_to(self.node, lease.epoch, target, marker_ttl_s, deadline)
+        return await bounded(call, deadline, "release")
 
     async def close(self) -> None:
+        """Ends the lease (if still held) and stops renewing; never hangs."""
+        self.lease = None
         await self._stop_renewing()

@@ -5,6 +5,14 @@ it returns against the engine, the trading lock and the heartbeat link.
 Events are applied one at a time from a queue, so the machine never sees two
 at once; slow actions (acquiring, cancelling, reconciling) run as tasks that
 report back with an event.
+
+Every task runs supervised (`supervision.py`). The link, the ticker and the
+pause watch are restarted with a backoff when they fail; a takeover or
+fencing step retries *any* failure with a backoff (a decoder that chokes on
+a venue reply must not leave the machine waiting for an event that never
+comes) and, if it cannot get through, the hand-over bound moves the lock to
+a peer that can trade. A failure in the machine itself, or a loop that
+keeps failing, is fatal: the lease ends at once and the node exits.
 """
 import asyncio
 import time
@@ -12,10 +20,11 @@ from collections import deque
 
 from .. import logs
 from ..config import NodeConfig, Secrets
-from ..coordinator.backend import BackendUnavailable, HistoryEntry, Pause
+from ..coordinator.backend import BackendNonsense, BackendUnavailable, HistoryEntry, Pause, bounded
 from ..coordinator.trading_lock import TradingLock
 from ..node import venue_errors as ve
 from ..node.engine import NodeEngine
+from ..supervision import Policy, Supervisor
 from . import roles
 from .heartbeat import Heartbeat, HeartbeatReceiver, HeartbeatSender, Readiness
 from .link import HeartbeatLink
@@ -26,6 +35,9 @@ TICK_S = 0.02
 PAUSE_POLL_S = 0.5
 HANDOVER_MARKER_S = 5.0
 HISTORY_KEPT = 1000
+STEP_BACKOFF_S = (0.1, 1.0)  # a failing step retries after 0.1 s, doubling up to 1 s
+UNCONFIRMED_HANDOVER_AFTER_S = 1.0  # cancels that cannot get through, given up on in a hand-over
+EXPECTED_STEP_ERRORS = (ve.VenueError, BackendUnavailable, BackendNonsense)
 
 
 class FailoverController:
@@ -37,7 +49,7 @@ class FailoverController:
         self.clock = clock
         k = config.cluster
         self.settings = roles.Settings(node=config.node.id, peer=k.peer, silence_s=k.silence_s,
-                                       nofailover=k.nofailover)
+                                       nofailover=k.nofailover, handover_after_s=k.handover_after_s)
         self.state = roles.State()
         boot = time.time_ns() // 1_000_000
         self.peer_lease = PeerLeaseHolder(boot, k.silence_s, lock.drift, lock.margin_s)
@@ -59,8 +71,11 @@ class FailoverController:
         self.on_peer_lease = False
         self.failsafe_entries = 0  # times the lock lease ran out and the peer lease carried on
         self._acquiring: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._last_health: bool | None = None
+        self._last_health: tuple | None = None
+        self.on_fatal = None  # set by the process (run.py)
+        self.supervisor = Supervisor(self._fatal)
+        self.step_failures: dict[str, int] = {}  # by step, unexpected errors included, for /metrics
+        self.handovers_unable = 0  # locks handed on because this node could not trade
         lock.on_lost = lambda reason: self.submit(roles.LeaseLost(self.clock(), reason))
         lock.failsafe_until = lambda: self.peer_lease.until
         engine.trading_lock = lock
@@ -70,11 +85,13 @@ class FailoverController:
     def submit(self, event) -> None:
         self.events.put_nowait(event)
 
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def _spawn(self, coro, name: str = "ha-step") -> asyncio.Task:
+        """A one-shot action: it handles its own failures, so one escaping it is a bug, and fatal."""
+        return self.supervisor.spawn(name, lambda: coro, Policy.FATAL)
+
+    def _fatal(self, reason: str) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     def _heartbeat_fields(self) -> dict:
         lease = self.lock.lease
@@ -87,23 +104,29 @@ class FailoverController:
             "echo_boot": echo_boot, "echo_seq": echo_seq,
             "role": self.state.role.value, "epoch": lease.epoch if lease else None,
             "lease_left_ms": int(lease.time_left(now) * 1000) if lease else 0,
-            "ready": Readiness(market_data=ready["market_data"], account=ready["account"], risk=ready["risk"]),
-            "handover_to": handover, "paused": self.state.paused,
+            "ready": Readiness(market_data=ready["market_data"], account=ready["account"], risk=ready["risk"],
+                               venue=ready["venue"]),
+            "handover_to": handover, "paused": self.state.paused, "nofailover": self.settings.nofailover,
         }
 
-    def _on_heartbeat(self, beat: Heartbeat) -> None:
+    def _on_heartbeat(self, beat: Heartbeat, late: bool = False) -> None:
+        """A late heartbeat (a newer one came first) still carries a valid
+        echo and a valid epoch floor, but not the peer's current state: its
+        role, readiness and time heard never roll back."""
         now = self.clock()
         if beat.epoch is not None:
             self.lock.observe_epoch(beat.epoch)
-        self.grants.on_heartbeat(beat.boot, beat.seq, beat.role, now)
         self.peer_lease.on_heartbeat(beat.role, beat.echo_boot, beat.echo_seq)
-        self.submit(roles.PeerHeard(now, beat.role, beat.epoch, beat.ready.all, beat.handover_to))
+        if late:
+            return
+        self.grants.on_heartbeat(beat.boot, beat.seq, beat.role, now)
+        self.submit(roles.PeerHeard(now, beat.role, beat.epoch, beat.ready.all, beat.handover_to, beat.nofailover))
 
     # -- the loop ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        self._spawn(self.link.run(stop))
-        self._spawn(self._ticker(stop))
-        self._spawn(self._pause_watch(stop))
+        self.supervisor.spawn("heartbeat-link", lambda: self.link.run(stop), Policy.RESTART)
+        self.supervisor.spawn("ha-ticker", lambda: self._ticker(stop), Policy.RESTART)
+        self.supervisor.spawn("pause-watch", lambda: self._pause_watch(stop), Policy.RESTART)
         self.submit(roles.Started(self.clock()))
         while not stop.is_set():
             getter = asyncio.ensure_future(self.events.get())
@@ -114,7 +137,12 @@ class FailoverController:
                 stopper.cancel()
                 break
             stopper.cancel()
-            self.apply(getter.result())
+            try:
+                self.apply(getter.result())
+            except Exception as exc:  # noqa: BLE001 - the machine itself failed: nothing it says can be trusted
+                log.exception("role machine failed", error=repr(exc))
+                self.supervisor.fail(f"role machine failed: {type(exc).__name__}: {exc}")
+                return
 
     def apply(self, event) -> list:
         self.state, actions = roles.step(self.settings, self.state, event)
@@ -126,11 +154,15 @@ class FailoverController:
         while not stop.is_set():
             await asyncio.sleep(TICK_S)
             now = self.clock()
-            healthy = all(self.engine.readiness().values())
-            if healthy != self._last_health:
-                self._last_health = healthy
-                detail = ",".join(k for k, ok in self.engine.readiness().items() if not ok)
-                self.submit(roles.HealthChanged(now, healthy, detail))
+            readiness = self.engine.readiness()
+            healthy = all(readiness.values())
+            panicked = self.engine.panic_reason is not None
+            if (healthy, panicked) != self._last_health:
+                self._last_health = (healthy, panicked)
+                detail = ",".join(k for k, ok in readiness.items() if not ok)
+                if not readiness["venue"]:
+                    detail += f" ({self.engine.venue_problem()})"
+                self.submit(roles.HealthChanged(now, healthy, detail, panicked))
             self._note_failsafe(now)
             self.submit(roles.Tick(now))
 
@@ -158,7 +190,7 @@ class FailoverController:
                     paused = pause.paused
                     log.warning("cluster paused" if paused else "cluster resumed", by=pause.by, reason=pause.reason)
                     self.submit(roles.PauseChanged(self.clock(), paused))
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, BackendNonsense) as exc:
                 log.debug("pause flag unreadable", error=str(exc))
             await asyncio.sleep(PAUSE_POLL_S)
 
@@ -183,7 +215,7 @@ class FailoverController:
             self.link.send_now()  # the peer learns of a role change at once
         elif isinstance(action, roles.StartAcquiring):
             if self._acquiring is None or self._acquiring.done():
-                self._acquiring = self._spawn(self._acquire())
+                self._acquiring = self._spawn(self._acquire(), "acquire")
         elif isinstance(action, roles.StopAcquiring):
             if self._acquiring is not None and self._acquiring is not asyncio.current_task():
                 self._acquiring.cancel()
@@ -191,23 +223,27 @@ class FailoverController:
         elif isinstance(action, roles.ProtectiveCancel):
             self.timings["acquired"] = now
             self._spawn(self._step(self.engine.protective_cancel, roles.ProtectiveCancelDone, "protective cancel",
-                                   lambda _: True))
+                                   lambda older_left: older_left == 0), "protective-cancel")
         elif isinstance(action, roles.Reconcile):
             self.timings["protective_cancel_done"] = now
-            self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile", lambda _: True))
+            self._spawn(self._step(self.engine.reconcile, roles.Reconciled, "reconcile", lambda _: True), "reconcile")
         elif isinstance(action, roles.StartQuoting):
             self.timings["reconciled"] = now
-            self._spawn(self._start_quoting(action.epoch))
+            self._spawn(self._start_quoting(action.epoch), "start-quoting")
         elif isinstance(action, roles.StopQuoting):
             self.engine.set_trading(False)
         elif isinstance(action, roles.CancelOwnOrders):
             reason = f"own epoch {action.epoch}"
+            give_up_at = None if action.confirm else now + UNCONFIRMED_HANDOVER_AFTER_S
+            if not action.confirm:
+                self.handovers_unable += 1
             self._spawn(self._step(lambda: self.engine.cancel_own_orders(reason), roles.OwnOrdersCancelled,
-                                   "own-order cancel", lambda remaining: remaining == 0))
+                                   "own-order cancel", lambda remaining: remaining == 0, give_up_at),
+                        "own-order-cancel")
         elif isinstance(action, roles.ReleaseLock):
             if action.target is not None:
                 self.handover_to = (action.target, now + HANDOVER_MARKER_S)
-            self._spawn(self._release(action.target))
+            self._spawn(self._release(action.target), "release")
         elif isinstance(action, roles.Refused):
             self.last_refusal = action.reason
             log.warning("request refused", reason=action.reason)
@@ -217,36 +253,70 @@ class FailoverController:
         # its candidacy would take the lock the moment it lapses, and the epoch it burns keeps a
         # primary riding a backend outage from restoring its own.
         me = asyncio.current_task()
+        failures = 0
         while self.state.role is roles.Role.CANDIDATE and self._acquiring is me:
             try:
                 lease = await self.lock.try_acquire(not_before=self.grants.expires_at)
                 if lease is not None:
                     self.submit(roles.LeaseAcquired(self.clock(), lease.epoch))
                     return
-                await self.lock.backend.wait_until_free(0.25, self.clock() + 0.5)
-            except BackendUnavailable as exc:
+                await bounded(self.lock.backend.wait_until_free(0.25, self.clock() + 0.5), self.clock() + 0.6,
+                              "wait")
+                failures = 0
+            except (BackendUnavailable, BackendNonsense) as exc:
                 log.warning("lock backend unavailable while acquiring", error=str(exc))
-                await asyncio.sleep(0.05)
+                failures += 1
+                await asyncio.sleep(min(0.05 * failures, 0.5))
+            except Exception as exc:  # noqa: BLE001 - a candidate that stops trying leaves nobody trading
+                self.step_failures["acquire"] = self.step_failures.get("acquire", 0) + 1
+                log.exception("acquire attempt failed unexpectedly; again", error=repr(exc))
+                failures += 1
+                await asyncio.sleep(min(0.05 * failures, 0.5))
 
-    async def _step(self, run, done_event, what: str, succeeded) -> None:
-        """Runs a takeover or fencing step until `succeeded(result)`: a venue
-        hiccup retries; the machine is never left waiting for an event that never comes."""
+    async def _step(self, run, done_event, what: str, succeeded, give_up_at: float | None = None) -> None:
+        """Runs a takeover or fencing step until `succeeded(result)`. Any
+        failure retries with a backoff — the unforeseen ones too, logged with
+        their traceback: the machine is never left waiting for an event that
+        never comes, and a step that cannot get through is what the hand-over
+        bound is for. With `give_up_at` (a hand-over by a node that cannot
+        reach the venue) the step is declared done at that time, once no send
+        of this node can still land."""
+        backoff = STEP_BACKOFF_S[0]
         while True:
             try:
-                result = await run()
+                if give_up_at is None:
+                    result = await run()
+                else:  # a cancel stuck on a dead venue path must not hold the hand-over past its bound
+                    attempt = asyncio.ensure_future(run())
+                    done, _ = await asyncio.wait({attempt}, timeout=max(0.01, give_up_at - self.clock()))
+                    if not done:
+                        attempt.cancel()  # not awaited: it may not go quietly
+                        attempt.add_done_callback(lambda t: t.cancelled() or t.exception())
+                        raise TimeoutError("no answer by the hand-over bound")
+                    result = attempt.result()
                 if succeeded(result):
                     self.submit(done_event(self.clock()))
                     return
                 log.warning(f"{what} incomplete; again", result=result)
-            except (ve.VenueError, BackendUnavailable) as exc:
-                log.warning(f"{what} failed; retrying", error=str(exc))
-            await asyncio.sleep(0.1)
+            except (TimeoutError, *EXPECTED_STEP_ERRORS) as exc:
+                log.warning(f"{what} failed; retrying", error=str(exc) or type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self.step_failures[what] = self.step_failures.get(what, 0) + 1
+                log.exception(f"{what} failed unexpectedly; retrying", error=repr(exc))
+            if give_up_at is not None and self.clock() >= give_up_at:
+                await self.engine.sends_settled()
+                log.error(f"{what} unconfirmed: handing over anyway (the successor's protective cancel takes "
+                          "whatever rests; no send of ours can still land)")
+                self.submit(done_event(self.clock()))
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, STEP_BACKOFF_S[1])
 
     async def _release(self, target: str | None) -> None:
         try:
             released = await self.lock.release(target=target, marker_ttl_s=HANDOVER_MARKER_S)
             log.info("trading lock released", to=target, released=released)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, BackendNonsense) as exc:
             # The lease has already ended locally; the key expires by itself.
             log.warning("lock release failed; it will expire", error=str(exc))
 
@@ -282,9 +352,10 @@ class FailoverController:
         self.completed_takeovers.append((self.takeover_reason, dict(self.timings)))
         log.info("takeover complete", epoch=epoch, **{f"{k}_s": v for k, v in timings.items()})
         entry = HistoryEntry(epoch, self.settings.peer, self.settings.node, self.takeover_reason, time.time(), timings)
+        deadline = self.clock() + 1.0
         try:
-            await self.lock.backend.append_history(entry, HISTORY_KEPT, self.clock() + 1.0)
-        except BackendUnavailable as exc:
+            await bounded(self.lock.backend.append_history(entry, HISTORY_KEPT, deadline), deadline, "history")
+        except (BackendUnavailable, BackendNonsense) as exc:
             log.warning("could not record the lock change", error=str(exc))
 
     # -- operator requests --------------------------------------------------------
@@ -326,6 +397,7 @@ class FailoverController:
         await self.lock.backend.set_pause(Pause(paused, by, reason, time.time()), self.clock() + 2.0)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Never hangs: a task that swallows its cancellation is left behind after a second."""
+        tasks = self.supervisor.cancel_all()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)

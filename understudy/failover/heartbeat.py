@@ -9,7 +9,9 @@ sender's start time), so a restarted peer starts afresh while a replay of an
 older boot's datagram is refused.
 
 Forged, malformed, replayed, stale or self-sent datagrams are dropped and
-counted by reason — never raised.
+counted by reason — never raised. A datagram that arrives after a newer one
+(reordered within the replay window) is accepted but marked late: its echo
+still counts, but it says nothing about the peer's *current* state.
 """
 import hashlib
 import hmac
@@ -27,10 +29,11 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     market_data: bool = False
     account: bool = False
     risk: bool = False
+    venue: bool = True  # its REST path and clock (an older sender does not say, and counts as ready)
 
     @property
     def all(self) -> bool:
-        return self.market_data and self.account and self.risk
+        return self.market_data and self.account and self.risk and self.venue
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +50,7 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     echo_seq: int = 0
     handover_to: str | None = None  # set while the sender hands the lock to this node
     paused: bool = False
+    nofailover: bool = False  # the sender never takes the lock: do not hand it over to it
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -70,22 +74,23 @@ class _ReplayWindow:
         self.highest = 0
         self.seen = 0  # bit i set: seq (highest - i) was accepted
 
-    def admit(self, boot: int, seq: int) -> bool:
+    def admit(self, boot: int, seq: int) -> str | None:
+        """"newest", "late" (accepted, but a newer one came first), or None (refused)."""
         if boot < self.boot:
-            return False
+            return None
         if boot > self.boot:
             self.boot, self.highest, self.seen = boot, seq, 1
-            return True
+            return "newest"
         if seq > self.highest:
             shift = seq - self.highest
             self.seen = ((self.seen << shift) | 1) & ((1 << REPLAY_WINDOW) - 1) if shift < REPLAY_WINDOW else 1
             self.highest = seq
-            return True
+            return "newest"
         offset = self.highest - seq
         if offset >= REPLAY_WINDOW or self.seen & (1 << offset):
-            return False
+            return None
         self.seen |= 1 << offset
-        return True
+        return "late"
 
 
 class HeartbeatReceiver:
@@ -96,6 +101,8 @@ class HeartbeatReceiver:
         self.max_age_ms = max_age_ms
         self.rejected: Counter = Counter()
         self.accepted = 0
+        self.late = 0  # accepted out of order: their echo counts, their state does not
+        self.last_was_late = False
         self._window = _ReplayWindow()
 
     def receive(self, datagram: bytes, now_ms: int) -> Heartbeat | None:
@@ -117,9 +124,12 @@ class HeartbeatReceiver:
             return self._reject("unknown-peer")
         if abs(now_ms - beat.sent_ms) > self.max_age_ms:
             return self._reject("stale")
-        if not self._window.admit(beat.boot, beat.seq):
+        admitted = self._window.admit(beat.boot, beat.seq)
+        if admitted is None:
             return self._reject("replayed")
         self.accepted += 1
+        self.last_was_late = admitted == "late"
+        self.late += self.last_was_late
         return beat
 
     def _reject(self, reason: str) -> None:

@@ -24,7 +24,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class HeartbeatLink:
     def __init__(self, sender: HeartbeatSender, receiver: HeartbeatReceiver, bind: tuple[str, int],
                  peer: tuple[str, int], interval_s: float, fields: Callable[[], dict],
-                 on_heartbeat: Callable[[Heartbeat], None], on_sent: Callable[[int], None] = lambda seq: None):
+                 on_heartbeat: Callable[[Heartbeat, bool], None], on_sent: Callable[[int], None] = lambda seq: None):
         self.sender = sender
         self.receiver = receiver
         self.bind = bind
@@ -41,8 +41,10 @@ class HeartbeatLink:
     def _received(self, data: bytes) -> None:
         beat = self.receiver.receive(data, time.time_ns() // 1_000_000)
         if beat is not None:
-            self.last_peer = beat
-            self.on_heartbeat(beat)
+            late = self.receiver.last_was_late
+            if not late:  # the peer's state only moves forward
+                self.last_peer = beat
+            self.on_heartbeat(beat, late)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,15 @@ Roles:
   halted    -> primary            healthy again
   primary/halted -> fenced        lease lost: stop quoting at once, cancel own-epoch orders
   primary   -> handing-over       switchover: stop quoting, cancel own orders, release to target
-  fenced/handing-over -> standby  own orders confirmed cancelled (non-preemptive rejoin)
+  primary/halted -> handing-over  holding the lock without being able to trade (halted, or stuck
+                                  in the takeover steps) for `handover_after_s` while the peer is
+                                  a ready standby: the lock goes to it. Never after a PanicStop
+                                  (the peer would undo it), never while paused.
+  standby   -> candidate          also: the peer has been fenced without a lease for
+                                  `handover_after_s` (it cannot trade and holds nothing)
+  fenced/handing-over -> standby  own orders confirmed cancelled (non-preemptive rejoin); a
+                                  hand-over of a node that cannot reach the venue goes on
+                                  unconfirmed once no send of its can still land
 """
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -56,6 +64,7 @@ class PeerHeard:
     epoch: int | None
     ready: bool
     handover_to: str | None = None
+    nofailover: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class HealthChanged:
     now: float
     healthy: bool
     detail: str = ""
+    panicked: bool = False  # a PanicStop is latched: the lock stays put, nobody else may quote
 
 
 @dataclass(frozen=True)
@@ -137,9 +147,13 @@ class StopQuoting:
 
 @dataclass(frozen=True)
 class CancelOwnOrders:
-    """By client id, this epoch's only: never a symbol-wide cancel."""
+    """By client id, this epoch's only: never a symbol-wide cancel. Without
+    `confirm` (a hand-over by a node that cannot reach the venue) it is
+    done once no send of this node can still land, confirmed or not: the
+    successor's protective cancel takes whatever rests."""
 
     epoch: int | None
+    confirm: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ class Settings:
     peer: str
     silence_s: float = 1.0
     nofailover: bool = False
+    handover_after_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -181,15 +196,25 @@ class State:
     peer_role: str | None = None
     peer_epoch: int | None = None
     peer_ready: bool = False
+    peer_nofailover: bool = False
+    peer_unable_since: float | None = None  # the peer has been fenced without a lease since then
     epoch: int | None = None  # of the lease this node holds, while it holds one
     phase: Phase | None = None
     healthy: bool = False
+    panicked: bool = False
     paused: bool = False
     switchover_to: str | None = None
 
     def silent_for(self, now: float) -> float:
         last = self.peer_heard_at if self.peer_heard_at is not None else self.started_at
         return now - last if last is not None else 0.0
+
+    def unable_to_trade_for(self, now: float) -> float:
+        """How long this lock holder has held the lock without quoting: halted,
+        or still in the takeover steps (which take ~0.1 s when all is well)."""
+        if self.role is Role.HALTED or (self.role is Role.PRIMARY and self.phase is not Phase.QUOTING):
+            return now - self.since
+        return 0.0
 
 
 _NOT_HOLDING = (Role.STARTING.value, Role.STANDBY.value, Role.CANDIDATE.value)
@@ -200,14 +225,32 @@ def _move(state: State, role: Role, now: float, reason: str, actions: list, **ch
     return new, [*actions, Transition(state.role.value, role.value, reason)]
 
 
+def _hand_over_if_unable(settings: Settings, state: State, now: float) -> tuple[State, list]:
+    """A lock must not stay with a node that cannot trade while its peer can
+    (DESIGN §2.3). Bounded by `handover_after_s`, and only to a peer that is
+    ready: a venue-wide outage leaves both unready, so the lock stays put."""
+    unable_s = state.unable_to_trade_for(now)
+    if (unable_s < settings.handover_after_s or state.paused or state.panicked
+            or state.peer_role != Role.STANDBY.value or not state.peer_ready or state.peer_nofailover
+            or state.silent_for(now) >= settings.silence_s):
+        return state, []
+    why = state.reason if state.role is Role.HALTED else f"takeover stuck in {state.phase.value}"
+    return _move(state, Role.HANDING_OVER, now,
+                 f"cannot trade for {unable_s:.3f} s ({why}) while {settings.peer} is ready: handing the lock over",
+                 [StopQuoting(), CancelOwnOrders(state.epoch, confirm=False)], switchover_to=settings.peer, phase=None)
+
+
 def step(settings: Settings, state: State, event) -> tuple[State, list]:
     """The whole protocol. Returns the new state and the actions to carry out, in order."""
     role = state.role
     now = event.now
 
     if isinstance(event, PeerHeard):
+        unable = event.role == Role.FENCED.value and event.epoch is None
         state = replace(state, peer_heard_at=now, peer_role=event.role, peer_epoch=event.epoch,
-                        peer_ready=event.ready)
+                        peer_ready=event.ready, peer_nofailover=event.nofailover,
+                        peer_unable_since=(state.peer_unable_since if state.peer_unable_since is not None
+                                           else now) if unable else None)
         if role is Role.CANDIDATE and event.role in (Role.PRIMARY.value, Role.HALTED.value):
             return _move(state, Role.STANDBY, now, f"peer {settings.peer} speaks again as {event.role}",
                          [StopAcquiring()])
@@ -229,7 +272,7 @@ def step(settings: Settings, state: State, event) -> tuple[State, list]:
         return state, []
 
     if isinstance(event, HealthChanged):
-        state = replace(state, healthy=event.healthy)
+        state = replace(state, healthy=event.healthy, panicked=event.panicked)
         if role is Role.PRIMARY and state.phase is Phase.QUOTING and not event.healthy:
             return _move(state, Role.HALTED, now, f"not healthy enough to trade: {event.detail}",
                          [StopQuoting()])
@@ -239,6 +282,8 @@ def step(settings: Settings, state: State, event) -> tuple[State, list]:
         return state, []
 
     if isinstance(event, Tick):
+        if role in (Role.PRIMARY, Role.HALTED):
+            return _hand_over_if_unable(settings, state, now)
         if role is not Role.STANDBY or state.paused or settings.nofailover:
             return state, []
         silent = state.silent_for(now)
@@ -250,6 +295,10 @@ def step(settings: Settings, state: State, event) -> tuple[State, list]:
             # Nobody trades (a cold start, or both rejoined): the lock decides who will.
             return _move(state, Role.CANDIDATE, now, f"no primary (peer {settings.peer} is {state.peer_role}): "
                          "contending for the lock", [StartAcquiring()])
+        if (state.peer_unable_since is not None and state.healthy
+                and now - state.peer_unable_since >= settings.handover_after_s):
+            return _move(state, Role.CANDIDATE, now, f"peer {settings.peer} fenced without a lease for "
+                         f"{now - state.peer_unable_since:.3f} s: contending for the lock", [StartAcquiring()])
         return state, []
 
     if isinstance(event, LeaseAcquired):

@@ -5,6 +5,11 @@ Start-up is crash-safe: subscribe to user data, sync the account, fetch open
 orders and cancel what an earlier run of this node left resting, sync the
 book, check risk — and only then quote. Every order goes through the lease
 gate (`order_gate.py`); cancels go by client id.
+
+Every loop runs supervised (`supervision.py`): one that fails unexpectedly
+is logged, counted and restarted with a backoff; one that keeps failing is
+fatal — the node ends its lease, stops trading and exits for systemd to
+restart it. A bug is not a PanicStop: the latch is for risk and operators.
 """
 import asyncio
 import datetime
@@ -14,6 +19,7 @@ import aiohttp
 from .. import logs
 from ..config import NodeConfig, Secrets
 from ..coordinator.lease import Lease
+from ..supervision import Policy, Supervisor
 from . import risk, strategy
 from . import venue_errors as ve
 from .account import AccountState, DayReference
@@ -29,6 +35,7 @@ from .rest import VenueRest
 from .state_store import StateStore
 from .stats_log import StatsLog
 from .userstream import UserStream
+from .venue_clock import VenueClock
 
 log = logs.get("engine")
 RECONCILE_GRACE_S = 2.0
@@ -70,7 +77,10 @@ class NodeEngine:
         self.gate: OrderGate | None = None
         self.marketdata: MarketData | None = None
         self.userstream: UserStream | None = None
-        self._tasks: list[asyncio.Task] = []
+        self.venue_clock = VenueClock(config.venue.max_clock_uncertainty_ms, config.venue.unreachable_after_s)
+        self.supervisor = Supervisor(self._fatal)
+        self.on_fatal = None  # set by the process (run.py): ends the lease and makes the node exit
+        self.orphan_sweeps_failed = 0
 
     @property
     def role(self) -> str:
@@ -131,18 +141,23 @@ class NodeEngine:
         cfg = self.cfg
         self._session = aiohttp.ClientSession()
         self.rest = VenueRest(self._session, cfg.venue.rest_url, self.secrets.api_key, self.secrets.api_secret,
-                              cfg.venue.recv_window_ms, cfg.venue.request_timeout_s)
+                              cfg.venue.recv_window_ms, cfg.venue.request_timeout_s,
+                              venue_time_ms=self._venue_time_ms)
         self.panic_reason = self.store.panic()
         self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info(cfg.market.symbol),
                                                         cfg.market.symbol)
         self.account = AccountState(self.instrument.base, self.instrument.quote, cfg.risk.inventory_target)
         self.gate = OrderGate(self.rest, self.instrument, self.oms, cfg.risk, lambda: self.lease, self.risk_view,
-                              cfg.venue.max_orders_per_10s, self.clock)
+                              cfg.venue.max_orders_per_10s, self.venue_clock, cfg.venue.recv_window_ms,
+                              self.clock, enabled=lambda: self.trading_enabled)
+        for _ in range(3):  # a first estimate of the venue's clock before anything is signed with it
+            await self.probe_venue_clock()
+        self._spawn(self._venue_clock_loop, "venue-clock")
 
         # User data first, so nothing that happens during the REST sync is missed.
         self.userstream = UserStream(cfg.venue.ws_api_url, self.secrets.api_key, self.secrets.api_secret,
                                      self._on_execution, self._on_position, self._on_user_resubscribed)
-        self._spawn(self.userstream.run(self._stop), "userstream")
+        self._spawn(lambda: self.userstream.run(self._stop), "userstream")
         await asyncio.wait_for(self.userstream.subscribed.wait(), STARTUP_TIMEOUT_S)
 
         await self.sync_account()
@@ -158,28 +173,31 @@ class NodeEngine:
 
         self.marketdata = MarketData(self.book, self.rest, cfg.venue.stream_url, cfg.market.depth_stream,
                                      cfg.market.snapshot_limit, self._on_book_update, self.clock)
-        self._spawn(self.marketdata.run(self._stop), "marketdata")
+        self._spawn(lambda: self.marketdata.run(self._stop), "marketdata")
         deadline = self.clock() + STARTUP_TIMEOUT_S
         while not (self.book.is_live() and self.book.age(self.clock()) < cfg.risk.max_book_age_s):
             if self.clock() > deadline:
                 raise TimeoutError("the order book did not sync in time")
             await asyncio.sleep(0.02)
 
-        self._spawn(self._reconcile_loop(), "reconcile")
-        self._spawn(self.stats.run(self._stop), "stats")
-        self._spawn(self._quote_loop(), "quoter")
+        self._spawn(self._reconcile_loop, "reconcile")
+        self._spawn(lambda: self.stats.run(self._stop), "stats")
+        self._spawn(self._quote_loop, "quoter")
         self._evaluate_quoting()
 
-    def _spawn(self, coro, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
+    def _spawn(self, run, name: str) -> None:
+        """Every engine loop is restartable (`run` makes a fresh one): its state lives in the OMS,
+        the book and the account, not in the loop."""
+        self.supervisor.spawn(name, run, Policy.RESTART)
 
-    def _task_done(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
-            # A dead loop must not leave orders resting unwatched: stop quoting at once.
-            log.critical("engine task died", task=task.get_name(), error=repr(task.exception()))
-            asyncio.get_running_loop().create_task(self.panic(f"task {task.get_name()} died"))
+    def _fatal(self, reason: str) -> None:
+        """A loop that cannot be kept alive: stop sending at once, then let the process end us."""
+        self.trading_enabled = False
+        self.quoting = False
+        if self.gate is not None:
+            self.gate.close(f"fatal: {reason}")
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     async def stop(self) -> None:
         """Stops quoting, cancels this node's orders, closes connections."""
@@ -192,18 +210,60 @@ class NodeEngine:
             await self.cancel_own_orders("shutdown")
         self.stats.cut("stopping")
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = self.supervisor.cancel_all()
+        # Bounded: a loop that swallows its cancellation (Python 3.11) must not hold the shutdown.
+        await asyncio.wait(tasks, timeout=2.0) if tasks else None
         if self._session is not None:
             await self._session.close()
 
     async def _sends_settled(self) -> None:
-        """Waits for order sends already handed to the venue to be answered,
-        so a cancel pass cannot miss one (bounded by the request timeout)."""
+        """Waits until no order send of ours can still land: each one already
+        handed to the venue is answered, or its recvWindow fence has passed
+        (the venue refuses it from then on). Bounded by the request timeout."""
         deadline = self.clock() + self.cfg.venue.request_timeout_s + 0.5
         while self.gate.in_flight and self.clock() < deadline:
+            if max(self.gate.in_flight_accept_by.values(), default=0.0) <= self.clock():
+                return  # unanswered, but the venue can no longer accept any of them
             await asyncio.sleep(0.005)
+
+    async def sends_settled(self) -> None:
+        """Returns once no order of this node can still reach the matching
+        engine: every send answered, or its recvWindow fence passed."""
+        if self.gate is not None:
+            await self._sends_settled()
+        unresolved = self._unresolved_sends()
+        if unresolved:
+            await asyncio.sleep(unresolved - self.clock())
+
+    def _unresolved_sends(self) -> float:
+        """When the last send whose outcome is unknown stops being acceptable to the venue (0 if none)."""
+        now = self.clock()
+        return max((o.accept_by for o in self.oms.live.values()
+                    if o.acked_at is None and o.order_id is None and o.accept_by > now), default=0.0)
+
+    # -- the venue's clock -------------------------------------------------------
+    def _venue_time_ms(self) -> float:
+        """Venue time for signed requests; the wall clock until the first probe."""
+        estimate = self.venue_clock.venue_time_ms(self.clock())
+        return estimate if estimate is not None else time.time() * 1000
+
+    async def probe_venue_clock(self) -> None:
+        sent_at = self.clock()
+        try:
+            server_ms = await self.rest.server_time()
+        except ve.VenueError as exc:
+            self.venue_clock.on_failure()
+            log.debug("venue clock probe failed", error=str(exc))
+            return
+        self.venue_clock.on_round_trip(sent_at, server_ms, self.clock())
+
+    async def _venue_clock_loop(self) -> None:
+        """Also the venue path's pulse: a node that cannot reach the venue's REST API is not ready."""
+        while True:
+            await asyncio.sleep(self.cfg.venue.clock_probe_interval_s)
+            await self.probe_venue_clock()
+            if self.venue_clock.problem(self.clock()) is not None:
+                self._evaluate_quoting()
 
     # -- account -----------------------------------------------------------------
     async def sync_account(self) -> None:
@@ -230,36 +290,57 @@ class NodeEngine:
         await self.sweep_orphans([o.clientOrderId for o in venue_open])
         self._evaluate_quoting()
 
-    async def sweep_orphans(self, client_ids: list[str]) -> None:
-        """The fencing a venue without fencing tokens allows: the lock holder
-        cancels any order of an older epoch, by client id, whenever one shows
-        up (say, in flight from a frozen ex-primary)."""
+    def holds_lock(self) -> bool:
+        """Holding a lease whose deadline has not passed: from the instant the
+        lock is acquired, through the takeover steps, whether quoting or not."""
         lease = self.lease
-        if self.solo or not self.trading_enabled or lease is None:
-            return
-        orphans = [cid for cid in client_ids
-                   if (parsed := client_ids_mod.parse(cid)) is None or parsed.epoch < lease.epoch]
+        return not self.solo and lease is not None and self.clock() < lease.safe_deadline
+
+    def _older_epoch(self, client_ids: list[str]) -> list[str]:
+        epoch = self.lease.epoch
+        return [cid for cid in client_ids
+                if (parsed := client_ids_mod.parse(cid)) is None or parsed.epoch < epoch]
+
+    async def sweep_orphans(self, client_ids: list[str]) -> int:
+        """The fencing a venue without fencing tokens allows: the lock holder
+        cancels any order of an older epoch (or not ours at all), by client
+        id, whenever one shows up — in the protective cancel's listing, on
+        the user data stream, in a reconcile — from the moment it holds the
+        lock, not only once it quotes. Returns how many it found."""
+        if not self.holds_lock():
+            return 0
+        orphans = self._older_epoch(client_ids)
         for cid in orphans:
-            log.warning("cancelling an older epoch's order", client_id=cid, epoch=lease.epoch)
+            log.warning("cancelling an older epoch's order", client_id=cid, epoch=self.lease.epoch if self.lease else None)
             self.orphans_cancelled += 1
             try:
                 await self.rest.cancel_order(self.cfg.market.symbol, cid)
             except ve.UnknownOrder:
                 pass
             except ve.VenueError as exc:
+                self.orphan_sweeps_failed += 1
                 log.warning("orphan cancel failed", client_id=cid, error=str(exc))
+                continue
             self.oms.on_cancel_unknown_order(cid, self.clock())
+        return len(orphans)
 
     async def protective_cancel(self) -> int:
-        """Takeover step one: whatever rests on the symbol goes, whoever sent it.
-        Only a fresh lease holder calls this."""
+        """Takeover step one: whatever rests on the symbol goes, whoever sent
+        it (order lists too). Only a fresh lease holder calls this. An order
+        of an older epoch that the listing afterwards still shows (one that
+        was in flight during the cancel-all) is swept at once. Returns how
+        many older-epoch orders are still open: the step is done at zero."""
         try:
             cancelled = await self.rest.cancel_all_orders(self.cfg.market.symbol)
         except ve.UnknownOrder:
             cancelled = []  # nothing was open
-        self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
-        log.info("protective cancel done", cancelled=len(cancelled))
-        return len(cancelled)
+        venue_open = await self.rest.open_orders(self.cfg.market.symbol)
+        self.oms.reconcile(venue_open, self.clock(), 0.0)
+        swept = await self.sweep_orphans([o.clientOrderId for o in venue_open])
+        left = self._older_epoch([o.clientOrderId for o in await self.rest.open_orders(self.cfg.market.symbol)]) \
+            if swept else []
+        log.info("protective cancel done", cancelled=len(cancelled), swept_after=swept, older_left=len(left))
+        return len(left)
 
     def readiness(self) -> dict[str, bool]:
         now = self.clock()
@@ -268,7 +349,15 @@ class NodeEngine:
             "market_data": self.book.is_live() and self.book.age(now) <= self.cfg.risk.max_book_age_s,
             "account": bool(self.account and self.account.synced and self.userstream and self.userstream.connected),
             "risk": not problems,
+            "venue": self.venue_problem() is None,
         }
+
+    def venue_problem(self) -> str | None:
+        """Why orders cannot reach the venue now: its REST path down, a ban, or its clock unknown."""
+        now = self.clock()
+        if self.rest is not None and self.rest.blocked_until > now:
+            return "venue-banned"
+        return self.venue_clock.problem(now)
 
     def _on_user_resubscribed(self) -> None:
         if self.account is not None and self.account.synced:
@@ -282,8 +371,8 @@ class NodeEngine:
 
     # -- stream callbacks --------------------------------------------------------
     def _on_execution(self, report: ExecutionReport) -> None:
-        if report.x == "NEW" and self.oms.get(report.c) is None and not self.solo and self.trading_enabled:
-            asyncio.get_running_loop().create_task(self.sweep_orphans([report.c]))
+        if report.x == "NEW" and self.oms.get(report.c) is None and self.holds_lock():
+            asyncio.get_running_loop().create_task(self._sweep_quietly(report.c))
         fill = self.oms.on_execution(report, self.clock())
         if fill is not None:
             self.fills += 1
@@ -291,6 +380,13 @@ class NodeEngine:
             log.info("fill", client_id=fill.client_id, side=fill.side, price=fill.price, qty=fill.qty,
                      maker=fill.is_maker)
             self._requote.set()
+
+    async def _sweep_quietly(self, client_id: str) -> None:
+        try:
+            await self.sweep_orphans([client_id])
+        except Exception as exc:  # noqa: BLE001 - a one-shot sweep; the reconcile loop sweeps again
+            self.orphan_sweeps_failed += 1
+            log.exception("orphan sweep failed", client_id=client_id, error=repr(exc))
 
     def _on_position(self, event: AccountPosition) -> None:
         self.account.on_position(event)
@@ -304,6 +400,9 @@ class NodeEngine:
         reasons = risk.state_problems(self.cfg.risk, self.risk_view())
         if self.lease is None or not self.lease.may_trade(self.clock()):
             reasons.append("no-lease")
+        venue_problem = self.venue_problem()
+        if venue_problem is not None:
+            reasons.append(venue_problem)
         if not self.userstream.connected:
             reasons.append("user-stream-down")
         if not self.trading_enabled:
@@ -346,12 +445,15 @@ class NodeEngine:
         if place and self.gate.order_budget() < len(place):
             # Cancelling now would leave the book without quotes the gate then refuses to replace.
             return
+        lease = self.lease  # read once: the lease can end at any await below, and then nothing is placed
+        if lease is None:
+            place = []
         cancels = [asyncio.ensure_future(self._cancel(live[key].client_id)) for key in cancel]
         if cancels:
             await asyncio.sleep(0)  # lets every cancel reach the transport before any new order
         results = []
         if place:
-            epoch = self.lease.epoch
+            epoch = lease.epoch
             orders = [ManagedOrder(self.ids.next(epoch), q.side, q.price_ticks, q.qty_steps,
                                    q.price_ticks * self.instrument.tick_size, q.qty_steps * self.instrument.step_size,
                                    epoch, q.level, self.clock()) for q in place]
@@ -390,10 +492,20 @@ class NodeEngine:
         from an earlier run) and goes again. Returns how many remain."""
         remaining: list[str] = []
         for _ in range(passes):
+            # A send still under way would land after this pass: let it be answered first.
+            if self.gate is not None:
+                await self._sends_settled()
             ids = list(self.oms.live)
             if ids:
                 log.info("cancelling own orders", reason=reason, count=len(ids))
                 await asyncio.gather(*(self._cancel(cid) for cid in ids))
+            # A send whose outcome is unknown may reach the matching engine until its fence
+            # passes: the venue's listing says nothing about it before then.
+            unresolved = self._unresolved_sends()
+            if unresolved:
+                log.info("waiting out the recvWindow of sends with unknown outcome",
+                         wait_s=round(unresolved - self.clock(), 3))
+                await asyncio.sleep(min(unresolved - self.clock(), self.cfg.venue.recv_window_ms / 1000))
             self.oms.reconcile(await self.rest.open_orders(self.cfg.market.symbol), self.clock(), 0.0)
             remaining = list(self.oms.live)
             if not remaining:

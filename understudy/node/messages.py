@@ -113,6 +113,33 @@ class CancelReply(_Wire, kw_only=True):
     status: str = "CANCELED"
 
 
+class CancelAllEntry(_Wire, kw_only=True):
+    """One entry of `DELETE /api/v3/openOrders`'s reply: a cancelled order,
+    or an order list (OCO, OTO, OTOCO) with its legs' cancel reports in
+    `orderReports` and no `orderId` of its own, as Binance documents it."""
+
+    symbol: str
+    orderId: int | None = None
+    origClientOrderId: str | None = None
+    clientOrderId: str | None = None
+    executedQty: float = 0.0
+    status: str = "CANCELED"
+    orderListId: int = -1
+    contingencyType: str | None = None
+    listClientOrderId: str | None = None
+    orderReports: list[CancelReply] = []
+
+    def cancelled_orders(self) -> list[CancelReply]:
+        if self.contingencyType is not None or self.orderId is None:
+            return list(self.orderReports)
+        return [CancelReply(symbol=self.symbol, orderId=self.orderId, origClientOrderId=self.origClientOrderId or "",
+                            clientOrderId=self.clientOrderId or "", executedQty=self.executedQty, status=self.status)]
+
+
+class ServerTime(_Wire, kw_only=True):
+    serverTime: int
+
+
 class Balance(_Wire, kw_only=True):
     asset: str
     free: float

@@ -152,6 +152,21 @@ class EngineCollector:
                         dict(e.filled_qty))
         yield _counter("understudy_orphans_cancelled", "older-epoch orders this node cancelled", node,
                        e.orphans_cancelled)
+        yield from self._venue_clock(e, node)
+        yield _labelled(CounterMetricFamily, "understudy_task_failures", "unexpected failures of supervised tasks, "
+                        "by task", node, "task", {**e.supervisor.failures,
+                                                  **(e.ha.supervisor.failures if getattr(e, "ha", None) else {})})
+
+    def _venue_clock(self, e, node: str):
+        """The recvWindow fence rests on these: an order's window is its lease less the uncertainty."""
+        estimate = e.venue_clock.estimate(e.clock())
+        yield _gauge("understudy_venue_clock_offset_seconds", "venue time minus this node's clock, as estimated",
+                     node, estimate.offset_ms / 1000 if estimate else 0.0)
+        yield _gauge("understudy_venue_clock_uncertainty_seconds", "how far the venue clock estimate may be off "
+                     "(above the configured maximum the node does not trade)", node,
+                     estimate.uncertainty_ms / 1000 if estimate else NEVER)
+        yield _counter("understudy_venue_clock_probe_failures", "venue time probes that got no answer", node,
+                       e.venue_clock.failures)
 
     def _ha_metrics(self, ha, node: str):
         peer = ha.link.last_peer
@@ -180,6 +195,14 @@ class EngineCollector:
                          {(): self._ha.renew_latency.snapshot()})
         yield _counter("understudy_lease_renew_failures", "lease renewals that got no answer", node,
                        ha.lock.renew_failures)
+        yield _counter("understudy_lease_renew_errors", "lease renewals answered with nonsense or failing "
+                       "unforeseen (each ended the lease)", node, ha.lock.renew_errors)
+        yield _labelled(CounterMetricFamily, "understudy_ha_step_failures", "unexpected failures of takeover and "
+                        "fencing steps (retried), by step", node, "step", ha.step_failures)
+        yield _counter("understudy_handovers_unable", "times this node handed the lock on because it could not "
+                       "trade", node, ha.handovers_unable)
+        yield _counter("understudy_heartbeats_late", "valid heartbeats that arrived after a newer one", node,
+                       ha.link.receiver.late)
         # The failsafe (DESIGN §2.4): trading through a lock backend outage on the standby's word.
         now = ha.clock()
         yield _gauge("understudy_failsafe_active", "1 while this node trades on the peer lease alone", node,

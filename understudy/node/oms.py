@@ -55,10 +55,16 @@ class ManagedOrder:
     acked_at: float | None = None
     cancel_sent_at: float | None = None
     finished_at: float | None = None
+    accept_by: float = float("-inf")  # the venue refuses it from then on (its recvWindow fence, set at sending)
 
     @property
     def is_live(self) -> bool:
         return self.status not in TERMINAL
+
+    def may_still_land(self, now: float) -> bool:
+        """Sent, never acknowledged, and its fence not yet passed: the venue
+        may still accept it, whatever a cancel or a listing said before."""
+        return self.acked_at is None and self.order_id is None and now < self.accept_by
 
     @property
     def remaining(self) -> float:
@@ -173,8 +179,15 @@ class Oms:
         """-2011: the venue has no open order by that id. It filled, was
         cancelled already, or never arrived; either way it is not resting."""
         order = self.live.get(client_id)
-        if order is not None:
-            self._advance(order, Status.GONE, now)
+        if order is None:
+            return
+        if order.may_still_land(now):
+            # The cancel overtook the send: the order may arrive yet. It stays live until the
+            # venue answers the send or its recvWindow passes.
+            order.status = Status.UNKNOWN if order.status is Status.PENDING_CANCEL else order.status
+            order.cancel_sent_at = None
+            return
+        self._advance(order, Status.GONE, now)
 
     # -- the user data stream ----------------------------------------------------
     def on_execution(self, report: ExecutionReport, now: float) -> Fill | None:
@@ -205,7 +218,7 @@ class Oms:
         listing may predate them."""
         on_venue = {o.clientOrderId: o for o in venue_open}
         for order in list(self.live.values()):
-            if order.client_id not in on_venue and now - order.sent_at > grace_s:
+            if order.client_id not in on_venue and now - order.sent_at > grace_s and not order.may_still_land(now):
                 self._advance(order, Status.GONE, now)
         adopted, foreign = [], []
         for cid, venue_order in on_venue.items():

@@ -5,6 +5,13 @@
 whether this node may trade now, on the monotonic clock, and runs the risk
 checks on the state of that instant; a refusal is counted and raised, and
 nothing reaches the venue.
+
+Every order it lets through is also fenced at the venue (DESIGN §2.2): its
+`timestamp` is the venue's time as `venue_clock.py` estimates it and its
+`recvWindow` the lease's remaining life less that estimate's uncertainty,
+so an order delayed past its sender's lease (a frozen process, a slow
+socket) is refused by the venue itself. Without a good enough estimate of
+the venue's clock, nothing is sent.
 """
 import time
 from collections import deque
@@ -17,6 +24,7 @@ from . import venue_errors as ve
 from .instrument import Instrument
 from .oms import ManagedOrder, Oms
 from .rest import VenueRest
+from .venue_clock import VenueClock, format_window
 
 
 class NotPermitted(Exception):
@@ -28,7 +36,8 @@ class NotPermitted(Exception):
 class OrderGate:
     def __init__(self, rest: VenueRest, instrument: Instrument, oms: Oms, limits: RiskSection,
                  lease: Callable[[], Lease | None], risk_view: Callable[[], risk.RiskView],
-                 max_orders_per_10s: int, clock: Callable[[], float] = time.monotonic):
+                 max_orders_per_10s: int, venue_clock: VenueClock, max_recv_window_ms: float,
+                 clock: Callable[[], float] = time.monotonic, enabled: Callable[[], bool] = lambda: True):
         self._rest = rest
         self._instrument = instrument
         self._oms = oms
@@ -36,11 +45,15 @@ class OrderGate:
         self._lease = lease
         self._risk_view = risk_view
         self._clock = clock
+        self._venue_clock = venue_clock
+        self._enabled = enabled  # the failover controller's switch: off the moment it says stop
+        self._max_recv_window_ms = max_recv_window_ms
         self._max_per_10s = max_orders_per_10s
         self._recent_sends: deque[float] = deque()
         self.refusals: dict[str, int] = {}
         self.sent = 0
         self.in_flight = 0
+        self.in_flight_accept_by: dict[str, float] = {}  # client id -> when the venue can no longer accept it
         self.closed_reason: str | None = None
 
     def order_budget(self) -> int:
@@ -61,7 +74,7 @@ class OrderGate:
     async def send(self, order: ManagedOrder) -> None:
         """Sends a LIMIT_MAKER order (a quote never takes). Raises NotPermitted
         or a venue error; the OMS records every outcome."""
-        reason = self.closed_reason or risk.check(self._limits, self._risk_view(),
+        reason = self.closed_reason or (None if self._enabled() else "not-primary") or risk.check(self._limits, self._risk_view(),
                                                   risk.OrderIntent(order.side, order.price, order.qty))
         if reason is not None:
             raise self._refuse(reason)
@@ -79,11 +92,18 @@ class OrderGate:
         if lease is None or lease.epoch != order.epoch or not lease.may_trade(now):
             raise self._refuse("no-lease" if lease is None else "stale-epoch" if lease.epoch != order.epoch
                                else "lease-expired")
+        fence = self._venue_clock.fence(now, lease.time_left(now), self._max_recv_window_ms)
+        if fence is None:
+            raise self._refuse(self._venue_clock.problem(now) or "lease-too-short")
+        params["timestamp"] = fence.timestamp_ms
+        params["recvWindow"] = format_window(fence.window_ms)
         order.sent_at = now
+        order.accept_by = fence.accept_by
         self._recent_sends.append(now)
         self._oms.on_sent(order)
         self.sent += 1
         self.in_flight += 1
+        self.in_flight_accept_by[order.client_id] = fence.accept_by
         try:
             reply = await self._rest._post_order_unguarded(params)
         except ve.OutcomeUnknown:
@@ -94,4 +114,5 @@ class OrderGate:
             raise
         finally:
             self.in_flight -= 1
+            self.in_flight_accept_by.pop(order.client_id, None)
         self._oms.on_reply(reply, self._clock())

@@ -17,7 +17,8 @@ import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import venue_errors as ve
-from .messages import AccountInfo, CancelReply, DepthSnapshot, ErrorReply, ExchangeInfo, OpenOrder, OrderReply
+from .messages import (AccountInfo, CancelAllEntry, CancelReply, DepthSnapshot, ErrorReply, ExchangeInfo, OpenOrder,
+                       OrderReply, ServerTime)
 
 _error_decoder = msgspec.json.Decoder(ErrorReply)
 _URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")
@@ -37,7 +38,8 @@ def encode_query(params: dict) -> str:
 
 class VenueRest:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str, api_secret: str,
-                 recv_window_ms: int = 5000, timeout_s: float = 2.0, retry_deadline_s: float = 3.0):
+                 recv_window_ms: int = 5000, timeout_s: float = 2.0, retry_deadline_s: float = 3.0,
+                 venue_time_ms=None):
         self._session = session
         self._base = base_url.rstrip("/")
         self._key = api_key
@@ -45,6 +47,8 @@ class VenueRest:
         self._recv_window = recv_window_ms
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._retry_deadline = retry_deadline_s
+        # The venue's time as this node estimates it (venue_clock.py), for the signed timestamps.
+        self._venue_time_ms = venue_time_ms or (lambda: time.time() * 1000)
         self.used_weight = 0
         self.blocked_until = 0.0  # monotonic
         self.requests_sent = 0
@@ -52,7 +56,9 @@ class VenueRest:
 
     # -- transport ---------------------------------------------------------------
     def _signed_query(self, params: dict) -> str:
-        params = {**params, "recvWindow": self._recv_window, "timestamp": int(time.time() * 1000)}
+        # An order comes with its own timestamp and recvWindow: its lease's fence (order_gate.py).
+        if "timestamp" not in params:
+            params = {**params, "recvWindow": self._recv_window, "timestamp": int(self._venue_time_ms())}
         query = encode_query(params)
         return f"{query}&signature={hmac.digest(self._secret, query.encode(), 'sha256').hex()}"
 
@@ -104,6 +110,10 @@ class VenueRest:
                 return await self.request(method, path, params, signed, decode)
 
     # -- endpoints ---------------------------------------------------------------
+    async def server_time(self) -> int:
+        """One round trip for the venue clock's estimate: not retried, its timing is the point."""
+        return (await self.request("GET", "/api/v3/time", decode=_time_decoder.decode)).serverTime
+
     async def exchange_info(self, symbol: str) -> ExchangeInfo:
         return await self._retrying("GET", "/api/v3/exchangeInfo", {"symbol": symbol},
                                     decode=msgspec.json.Decoder(ExchangeInfo, strict=False).decode)
@@ -130,19 +140,24 @@ class VenueRest:
                                     signed=True, decode=_cancel_decoder.decode)
 
     async def cancel_all_orders(self, symbol: str) -> list[CancelReply]:
-        """The takeover's protective cancel. Only a fresh lease holder calls it (§2.3)."""
-        return await self._retrying("DELETE", "/api/v3/openOrders", {"symbol": symbol}, signed=True,
-                                    decode=_cancel_list_decoder.decode)
+        """The takeover's protective cancel. Only a fresh lease holder calls it (§2.3).
+        The venue's reply mixes plain orders with order lists (OCO, OTO...)
+        whose legs' reports sit inside them; every cancelled order comes back
+        flat, legs included."""
+        entries = await self._retrying("DELETE", "/api/v3/openOrders", {"symbol": symbol}, signed=True,
+                                       decode=_cancel_list_decoder.decode)
+        return [report for entry in entries for report in entry.cancelled_orders()]
 
     async def _post_order_unguarded(self, params: dict) -> OrderReply:
         """Sends one order. Called only by OrderGate.send, which checks the lease first."""
         return await self.request("POST", "/api/v3/order", params, signed=True, decode=_order_decoder.decode)
 
 
+_time_decoder = msgspec.json.Decoder(ServerTime, strict=False)
 _snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
 _account_decoder = msgspec.json.Decoder(AccountInfo, strict=False)
 _open_orders_decoder = msgspec.json.Decoder(list[OpenOrder], strict=False)
 _open_order_decoder = msgspec.json.Decoder(OpenOrder, strict=False)
 _cancel_decoder = msgspec.json.Decoder(CancelReply, strict=False)
-_cancel_list_decoder = msgspec.json.Decoder(list[CancelReply], strict=False)
+_cancel_list_decoder = msgspec.json.Decoder(list[CancelAllEntry], strict=False)
 _order_decoder = msgspec.json.Decoder(OrderReply, strict=False)

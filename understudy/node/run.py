@@ -23,6 +23,25 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
 
         controller = FailoverController(config, secrets, engine, make_trading_lock(config.lock, secrets, config.node.id))
     stop = asyncio.Event()
+    fatal: list[str] = []
+    ended_epoch: list[int] = []
+
+    def on_fatal(reason: str) -> None:
+        """Supervision gave up on a loop: the lease ends now (no order may leave from here on,
+        whatever else is still running), then the process stops and exits non-zero for systemd."""
+        fatal.append(reason)
+        engine.trading_enabled = False
+        engine.quoting = False
+        if engine.gate is not None:
+            engine.gate.close(f"fatal: {reason}")
+        if controller is not None and controller.lock.lease is not None:
+            ended_epoch.append(controller.lock.lease.epoch)
+            controller.lock.lease = None
+        stop.set()
+
+    engine.on_fatal = on_fatal
+    if controller is not None:
+        controller.on_fatal = on_fatal
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -72,6 +91,8 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
             if controller is not None and controller.lock.lease is not None:
                 # Orders are cancelled: hand the lock back now rather than make the peer wait out the TTL.
                 await controller.lock.release()
+            elif controller is not None and ended_epoch:
+                await controller.lock.release_epoch(ended_epoch[0])
         except Exception as exc:  # noqa: BLE001
             log.critical("shutdown incomplete: orders may be resting", error=repr(exc))
             exit_code = 1
@@ -82,5 +103,8 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
     if watchdog is not None:
         watchdog.cancel()
     notifier.close()
+    if fatal:
+        exit_code = 1
+        log.critical("exiting after a fatal failure", reason=fatal[0])
     log.info("stopped", exit_code=exit_code)
     return exit_code
