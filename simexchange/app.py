@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .audit import AuditLog
+from .control import Control
 from .engine import MatchingEngine
+from .listeners import Listeners
 from .market import MarketParams, SyntheticMarket, install_participants
 from .rest import RestApi
 from .streams import MarketStreams
 from .symbols import make_spec
-from .units import SCALE, format_amount
-from .venue import DEPTH_CADENCES_MS, Venue, VenueLimits, wall_ms
+from .units import SCALE
+from .venue import DEPTH_CADENCES_MS, Venue, VenueLimits, wall_ms, wall_us
 from .wsapi import WebSocketApi
 
 DEFAULT_BALANCES = {"USDT": 1_000_000, "USDC": 1_000_000, "BTC": 10, "ETH": 100, "BNB": 1_000, "SOL": 5_000}
@@ -36,11 +38,14 @@ class SimConfig:
     market_params: MarketParams = field(default_factory=MarketParams)
     maker_fee_ppm: int = 1000
     taker_fee_ppm: int = 1000
+    # More ports serving the whole venue from the start (0: a free one), as POST /sim/v1/listeners
+    # opens them later; each can be banned on its own (listeners.py). Their ports go on the READY line.
+    extra_listeners: list[int] = field(default_factory=list)
 
 
 def build_venue(config: SimConfig) -> Venue:
     specs = [make_spec(s) for s in config.symbols]
-    engine = MatchingEngine(specs, wall_ms, config.maker_fee_ppm, config.taker_fee_ppm)
+    engine = MatchingEngine(specs, wall_ms, config.maker_fee_ppm, config.taker_fee_ppm, clock_us=wall_us)
     assets = {a for s in specs for a in (s.base, s.quote)}
     balances = {a: DEFAULT_BALANCES.get(a, 10_000) * SCALE for a in sorted(assets)}
     for key, secret in config.accounts:
@@ -53,13 +58,15 @@ def build_app(config: SimConfig) -> web.Application:
     venue = build_venue(config)
     rng = random.Random(config.seed)
     markets = [SyntheticMarket(venue.engine, spec, rng, config.market_params) for spec in venue.specs]
+    listeners = Listeners(config.host)
     app = web.Application()
     app["venue"] = venue
     app["markets"] = markets
+    app["listeners"] = listeners
     app.add_routes(RestApi(venue).routes())
     app.add_routes(MarketStreams(venue).routes())
     app.add_routes(WebSocketApi(venue).routes())
-    app.add_routes(_control_routes(venue))
+    app.add_routes(Control(venue, listeners).routes())
 
     if config.market:
         for market in markets:  # a book to trade against from the first request on
@@ -107,46 +114,6 @@ async def _market_loop(venue: Venue, markets: list[SyntheticMarket]) -> None:
         last = now
 
 
-def _control_routes(venue: Venue) -> list[web.RouteDef]:
-    """The sim's own endpoints, outside Binance's namespace: tests and drills
-    use them to freeze the synthetic market and to read the whole book."""
-
-    async def set_market(request: web.Request) -> web.Response:
-        body = await request.json()
-        venue.market_paused = bool(body.get("paused"))
-        return web.json_response({"paused": venue.market_paused})
-
-    async def book(request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol", "").upper()
-        if symbol not in venue.engine.books:
-            raise web.HTTPNotFound(text="unknown symbol")
-        update_id, bids, asks = venue.engine.books[symbol].snapshot(None)
-        return web.json_response({
-            "updateId": update_id,
-            "bids": [[format_amount(p), format_amount(q)] for p, q in bids],
-            "asks": [[format_amount(p), format_amount(q)] for p, q in asks],
-        })
-
-    async def faults(request: web.Request) -> web.Response:
-        body = await request.json()
-        drop = body.get("drop_depth_events", 0)
-        if not isinstance(drop, int) or drop < 0:
-            raise web.HTTPBadRequest(text="drop_depth_events: expected a non-negative integer")
-        venue.depth_events_to_drop = drop
-        return web.json_response({"drop_depth_events": venue.depth_events_to_drop})
-
-    async def audit_sync(request: web.Request) -> web.Response:
-        venue.audit.sync()
-        return web.json_response({"path": venue.audit.path})
-
-    return [
-        web.post("/sim/v1/market", set_market),
-        web.get("/sim/v1/book", book),
-        web.post("/sim/v1/faults", faults),
-        web.post("/sim/v1/audit/sync", audit_sync),
-    ]
-
-
 def run(config: SimConfig) -> None:
     if not config.accounts:
         key, secret = secrets.token_hex(32), secrets.token_hex(32)
@@ -155,13 +122,17 @@ def run(config: SimConfig) -> None:
         print(f"demo account: secret  {secret}", flush=True)
 
     async def main() -> None:
-        runner = web.AppRunner(build_app(config), access_log=None, handle_signals=True)
+        app = build_app(config)
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         port = runner.addresses[0][1]
+        listeners: Listeners = app["listeners"]
+        listeners.runner = runner
+        extra = [await listeners.open(p) for p in config.extra_listeners]
         print(f"SIM READY http://{config.host}:{port} symbols={','.join(config.symbols)}"
-              f" audit_log={config.audit_log or '-'}", flush=True)
+              f" audit_log={config.audit_log or '-'} listeners={','.join(map(str, extra)) or '-'}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

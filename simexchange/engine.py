@@ -7,8 +7,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import errors
+from . import errors, orderlist
 from .book import OrderBook
+from .orderlist import Leg, OrderList
 from .symbols import SymbolSpec
 from .units import SCALE, notional
 
@@ -16,7 +17,8 @@ NEW, PARTIALLY_FILLED, FILLED = "NEW", "PARTIALLY_FILLED", "FILLED"
 CANCELED, EXPIRED, EXPIRED_IN_MATCH = "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"
 OPEN_STATUSES = (NEW, PARTIALLY_FILLED)
 
-ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
+ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")  # what POST /api/v3/order takes; stops come in order lists
+MARKET_TYPES = ("MARKET", "STOP_LOSS")  # STOP_LOSS "will execute a MARKET order when the conditions are met"
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 SIDES = ("BUY", "SELL")
 
@@ -43,10 +45,17 @@ class Order:
     updated_ms: int = 0
     working_ms: int = -1
     locked: int = 0  # funds still held for this order: quote for a buy, base for a sell
+    stop_price: int = 0
+    order_list_id: int = -1
+    pending: bool = False  # a stop waiting for its trigger: off the book; its OCO's limit leg holds the funds
 
     @property
     def is_buy(self) -> bool:
         return self.side == "BUY"
+
+    @property
+    def is_market(self) -> bool:
+        return self.type in MARKET_TYPES
 
     @property
     def remaining(self) -> int:
@@ -100,6 +109,17 @@ class Execution:
     is_maker: bool = False
     cancel_client_order_id: str = ""
     reject_reason: str = "NONE"
+    working: bool = False  # executionReport `w`: is the order on the book
+
+
+@dataclass(slots=True)
+class ListStatus:
+    """One listStatus event: an order list was placed or finished (its statuses as they were then)."""
+
+    order_list: OrderList
+    event_ms: int
+    status_type: str
+    order_status: str
 
 
 @dataclass(slots=True)
@@ -131,10 +151,11 @@ class OrderDone:
 
 class MatchingEngine:
     def __init__(self, specs: list[SymbolSpec], clock_ms: Callable[[], int],
-                 maker_fee_ppm: int = 1000, taker_fee_ppm: int = 1000):
+                 maker_fee_ppm: int = 1000, taker_fee_ppm: int = 1000, clock_us: Callable[[], int] | None = None):
         self.specs = {s.symbol: s for s in specs}
         self.books = {s.symbol: OrderBook(s.symbol) for s in specs}
         self.clock_ms = clock_ms
+        self.clock_us = clock_us or (lambda: clock_ms() * 1000)
         self.maker_fee_ppm = maker_fee_ppm
         self.taker_fee_ppm = taker_fee_ppm
         self.accounts: dict[str, Account] = {}
@@ -145,6 +166,11 @@ class MatchingEngine:
         self.next_trade_id = 1
         self.outbox: list = []
         self._touched: dict[str, set] = {}
+        self.last_price: dict[str, int] = {}  # of the symbol's last trade: what stops trigger on
+        self.pending_stops: dict[str, list[Order]] = {s.symbol: [] for s in specs}
+        self.order_lists: OrderedDict[int, OrderList] = OrderedDict()
+        self.list_by_client_id: dict[tuple[str, str, str], int] = {}
+        self.next_order_list_id = 1
 
     # -- accounts -----------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balances: dict[str, int], internal: bool = False) -> Account:
@@ -179,9 +205,17 @@ class MatchingEngine:
                 if o.account == account and (symbol is None or o.symbol == symbol)]
 
     # -- order entry ----------------------------------------------------------
+    def _admit(self, not_after_us: int | None) -> None:
+        """Binance's second recvWindow check, made here, as the matching engine takes the request up:
+        a request whose `timestamp + recvWindow` has passed is refused (timing.py has the rule)."""
+        if not_after_us is not None and self.clock_us() > not_after_us:
+            raise errors.outside_recv_window()
+
     def place(self, account_key: str, symbol: str, side: str, order_type: str, time_in_force: str,
-              price: int, qty: int, quote_order_qty: int, client_order_id: str) -> Order:
+              price: int, qty: int, quote_order_qty: int, client_order_id: str,
+              not_after_us: int | None = None) -> Order:
         """Validates, matches and books an order. Raises VenueError on rejection."""
+        self._admit(not_after_us)
         spec = self.spec(symbol)
         account = self.accounts[account_key]
         if any(o.client_order_id == client_order_id for o in self.orders_of(account_key, symbol)):
@@ -204,22 +238,91 @@ class MatchingEngine:
         self.open_orders[order.order_id] = order
         self.latest_by_client_id[(account_key, symbol, client_order_id)] = order.order_id
         self._report(order, "NEW")
+        self._execute(order, spec, book, now)
+        if self.pending_stops[symbol]:
+            self._trigger_stops(symbol)
+        return order
 
-        if order_type == "LIMIT" and time_in_force == "FOK" and not self._fillable(order, opposite):
+    def _execute(self, order: Order, spec: SymbolSpec, book: OrderBook, now: int) -> None:
+        """Matches a working order whose funds are locked, then books what rests or expires the rest."""
+        if order.time_in_force == "FOK" and not self._fillable(order, book.side(not order.is_buy)):
             self._finish(order, EXPIRED, "EXPIRED")
-            return order
+            return
         self._match(order, spec, book)
         if order.is_open:
-            if order_type == "MARKET" or time_in_force in ("IOC", "FOK"):
+            if order.is_market or order.time_in_force in ("IOC", "FOK"):
                 self._finish(order, EXPIRED, "EXPIRED")
             else:
                 order.working_ms = order.working_ms if order.working_ms >= 0 else now
-                book.side(is_buy).add(order.price, order)
-                book.change_level(is_buy, order.price, order.remaining)
-        return order
+                book.side(order.is_buy).add(order.price, order)
+                book.change_level(order.is_buy, order.price, order.remaining)
+
+    def place_oco(self, account_key: str, symbol: str, side: str, qty: int, above: Leg, below: Leg,
+                  list_client_order_id: str, not_after_us: int | None = None) -> OrderList:
+        """POST /api/v3/orderList/oco: rests the limit leg and arms the stop leg (orderlist.py has the rules).
+
+        The pair holds funds once, on the limit leg (a sell: the quantity; a buy: the dearer of the two
+        legs); a triggered stop takes its funds afresh as its sibling expires and gives them back."""
+        self._admit(not_after_us)
+        spec = self.spec(symbol)
+        account = self.accounts[account_key]
+        if (account_key, symbol, list_client_order_id) in self.list_by_client_id and \
+                self.order_lists[self.list_by_client_id[(account_key, symbol, list_client_order_id)]].is_open:
+            raise errors.rejected(errors.DUPLICATE_ORDER)
+        open_ids = {o.client_order_id for o in self.orders_of(account_key, symbol)}
+        if above.client_order_id == below.client_order_id or {above.client_order_id, below.client_order_id} & open_ids:
+            raise errors.rejected(errors.DUPLICATE_ORDER)
+        stop, limit = orderlist.oco_legs(side, above, below)
+        is_buy = side == "BUY"
+        self._check_filters(spec, "LIMIT_MAKER", limit.price, qty, 0)
+        self._check_filters(spec, "LIMIT" if stop.type == "STOP_LOSS_LIMIT" else "MARKET", stop.price, qty, 0)
+        if stop.stop_price < spec.min_price or stop.stop_price > spec.max_price or stop.stop_price % spec.tick_size:
+            raise errors.filter_failure("PRICE_FILTER")
+        book = self.books[symbol]
+        orderlist.check_prices(side, stop, limit, self.last_price.get(symbol, spec.initial_price))
+        if self._crosses(is_buy, limit.price, book.side(not is_buy).best_price()):
+            raise errors.rejected(errors.WOULD_TAKE)
+        if is_buy:
+            stop_cost = notional(stop.price if stop.type == "STOP_LOSS_LIMIT" else stop.stop_price, qty)
+            asset, amount = spec.quote, max(notional(limit.price, qty), stop_cost)
+        else:
+            asset, amount = spec.base, qty
+        account.lock(asset, amount)
+        self._touch(account_key, asset)
+
+        now = self.clock_ms()
+        order_list = OrderList(self.next_order_list_id, list_client_order_id, account_key, symbol, [], now)
+        self.next_order_list_id += 1
+        for leg in (stop, limit):
+            order = Order(self.next_order_id, leg.client_order_id, account_key, symbol, side, leg.type,
+                          leg.time_in_force, leg.price, qty, 0, now, updated_ms=now, stop_price=leg.stop_price,
+                          order_list_id=order_list.order_list_id, pending=leg is stop)
+            self.next_order_id += 1
+            self.open_orders[order.order_id] = order
+            self.latest_by_client_id[(account_key, symbol, order.client_order_id)] = order.order_id
+            order_list.orders.append(order)
+        stop_order, limit_order = order_list.orders
+        limit_order.locked = amount
+        self.order_lists[order_list.order_list_id] = order_list
+        self.list_by_client_id[(account_key, symbol, list_client_order_id)] = order_list.order_list_id
+        if len(self.order_lists) > FINISHED_ORDERS_KEPT:
+            oldest = next(iter(self.order_lists.values()))
+            if not oldest.is_open:
+                self.order_lists.popitem(last=False)
+        for order in order_list.orders:
+            self._report(order, "NEW")
+        self.outbox.append(ListStatus(order_list, now, order_list.list_status_type, order_list.list_order_status))
+        limit_order.working_ms = now
+        book.side(is_buy).add(limit_order.price, limit_order)
+        book.change_level(is_buy, limit_order.price, limit_order.remaining)
+        self.pending_stops[symbol].append(stop_order)
+        return order_list
 
     def cancel(self, account_key: str, symbol: str, order_id: int | None, client_order_id: str | None,
-               new_client_order_id: str) -> Order:
+               new_client_order_id: str, not_after_us: int | None = None) -> Order:
+        """Cancels one order; an order list's leg takes its whole list with it, as Binance documents
+        ("Canceling an individual order from an order list will cancel the entire order list")."""
+        self._admit(not_after_us)
         self.spec(symbol)
         try:
             order = self.find_order(account_key, symbol, order_id, client_order_id)
@@ -227,19 +330,60 @@ class MatchingEngine:
             raise errors.unknown_order() from None
         if not order.is_open:
             raise errors.unknown_order()
-        self._unbook(order)
-        self._finish(order, CANCELED, "CANCELED", cancel_client_order_id=new_client_order_id)
+        order_list = self.order_lists.get(order.order_list_id)
+        if order_list is not None and order_list.is_open:
+            self._cancel_list(order_list, new_client_order_id)
+        else:
+            self._cancel_one(order, new_client_order_id)
         return order
 
-    def cancel_all(self, account_key: str, symbol: str, new_client_order_id: Callable[[], str]) -> list[Order]:
+    def cancel_all(self, account_key: str, symbol: str, new_client_order_id: Callable[[], str],
+                   not_after_us: int | None = None) -> list[Order]:
+        """Every open order of the account on the symbol, order lists' legs included (their lists finish)."""
+        self._admit(not_after_us)
         self.spec(symbol)
         orders = self.orders_of(account_key, symbol)
         if not orders:
             raise errors.unknown_order()
+        lists = []
         for order in orders:
-            self._unbook(order)
-            self._finish(order, CANCELED, "CANCELED", cancel_client_order_id=new_client_order_id())
+            self._cancel_one(order, new_client_order_id())
+            order_list = self.order_lists.get(order.order_list_id)
+            if order_list is not None and order_list.is_open and order_list not in lists:
+                lists.append(order_list)
+        for order_list in lists:
+            self._close_list(order_list)
         return orders
+
+    def find_order_list(self, account_key: str, order_list_id: int | None, list_client_order_id: str | None,
+                        symbol: str | None = None) -> OrderList:
+        """By id, or by client id; with both, the id is looked up and the client id must match it."""
+        if order_list_id is None:
+            keys = [k for k in self.list_by_client_id if k[0] == account_key and k[2] == list_client_order_id
+                    and (symbol is None or k[1] == symbol)]
+            order_list_id = self.list_by_client_id[keys[-1]] if keys else None
+        order_list = self.order_lists.get(order_list_id)
+        if order_list is None or order_list.account != account_key or (symbol and order_list.symbol != symbol) \
+                or (list_client_order_id is not None and order_list.list_client_order_id != list_client_order_id):
+            raise errors.order_list_does_not_exist()
+        return order_list
+
+    def cancel_order_list(self, account_key: str, symbol: str, order_list_id: int | None,
+                          list_client_order_id: str | None, new_client_order_id: str,
+                          not_after_us: int | None = None) -> OrderList:
+        self._admit(not_after_us)
+        self.spec(symbol)
+        try:
+            order_list = self.find_order_list(account_key, order_list_id, list_client_order_id, symbol)
+        except errors.VenueError:
+            raise errors.unknown_order_list() from None
+        if not order_list.is_open:
+            raise errors.unknown_order_list()
+        self._cancel_list(order_list, new_client_order_id)
+        return order_list
+
+    def open_order_lists(self, account_key: str) -> list[OrderList]:
+        return [ol for ol in self.order_lists.values() if ol.account == account_key and ol.is_open]
 
     # -- internals ------------------------------------------------------------
     @staticmethod
@@ -266,7 +410,7 @@ class MatchingEngine:
     def _liquidity(order: Order, opposite):
         """(price, quantity another account offers there), best level first."""
         for price in opposite.prices():
-            if order.type != "MARKET" and not MatchingEngine._crosses(order.is_buy, order.price, price):
+            if not order.is_market and not MatchingEngine._crosses(order.is_buy, order.price, price):
                 return
             available = sum(o.remaining for o in opposite.queues[price] if o.account != order.account)
             if available:
@@ -300,10 +444,10 @@ class MatchingEngine:
         return cost
 
     def _lock_funds(self, account: Account, spec: SymbolSpec, order: Order, opposite) -> None:
-        if order.type == "MARKET" and order.quote_order_qty:
+        if order.is_market and order.quote_order_qty:
             self._size_market_order(order, spec, opposite)
         if order.is_buy:
-            if order.type == "MARKET":
+            if order.is_market:
                 amount = self._market_cost(order, opposite)
             else:
                 amount = notional(order.price, order.orig_qty)
@@ -323,7 +467,7 @@ class MatchingEngine:
             best = opposite.best_price()
             if best is None:
                 break
-            if taker.type != "MARKET" and not self._crosses(taker.is_buy, taker.price, best):
+            if not taker.is_market and not self._crosses(taker.is_buy, taker.price, best):
                 break
             maker = opposite.queues[best][0]
             if maker.account == taker.account:
@@ -339,6 +483,7 @@ class MatchingEngine:
             self._fill(taker, spec, qty, best, trade_id, is_maker=False)
             if not maker.is_open:
                 opposite.remove(best, maker)
+            self.last_price[spec.symbol] = best
             now = self.clock_ms()
             buy, sell = (taker, maker) if taker.is_buy else (maker, taker)
             self.outbox.append(Trade(spec.symbol, trade_id, best, qty, now, not taker.is_buy,
@@ -349,7 +494,7 @@ class MatchingEngine:
         value = notional(price, qty)
         fee_ppm = self.maker_fee_ppm if is_maker else self.taker_fee_ppm
         if order.is_buy:
-            held = value if order.type == "MARKET" else notional(order.price, qty)
+            held = value if order.is_market else notional(order.price, qty)
             account.spend_locked(spec.quote, held)
             order.locked -= held
             account.credit(spec.quote, held - value)
@@ -370,8 +515,69 @@ class MatchingEngine:
                      commission_asset=commission_asset, trade_id=trade_id, is_maker=is_maker)
         if order.status == FILLED:
             self._retire(order)
+        if order.order_list_id != -1:
+            self._leg_working(order)  # a fill of an OCO's limit leg: its stop expires
+
+    # -- order lists and stops ----------------------------------------------------
+    def _leg_working(self, order: Order) -> None:
+        """One leg of an open OCO started working (filled, or its stop triggered): the other expires and
+        the list is done (user-data-stream.md, expiry reason OCO_TRIGGER: "An order that was part of an
+        OCO pair was canceled because the other order of the pair started working")."""
+        order_list = self.order_lists.get(order.order_list_id)
+        if order_list is None or not order_list.is_open:
+            return
+        for other in order_list.orders:
+            if other is not order and other.is_open:
+                self._unbook(other)
+                self._finish(other, EXPIRED, "EXPIRED")
+        self._close_list(order_list)
+
+    def _cancel_one(self, order: Order, cancel_client_order_id: str) -> None:
+        self._unbook(order)
+        self._finish(order, CANCELED, "CANCELED", cancel_client_order_id=cancel_client_order_id)
+
+    def _cancel_list(self, order_list: OrderList, cancel_client_order_id: str) -> None:
+        for order in order_list.orders:
+            if order.is_open:
+                self._cancel_one(order, cancel_client_order_id)
+        self._close_list(order_list)
+
+    def _close_list(self, order_list: OrderList) -> None:
+        order_list.list_status_type = order_list.list_order_status = orderlist.ALL_DONE
+        order_list.transaction_ms = self.clock_ms()
+        self.outbox.append(ListStatus(order_list, order_list.transaction_ms, orderlist.ALL_DONE, orderlist.ALL_DONE))
+
+    def _trigger_stops(self, symbol: str) -> None:
+        """Arms what the last trade price reached; a triggered stop's own trades may reach the next."""
+        stops = self.pending_stops[symbol]
+        while stops and symbol in self.last_price:
+            last = self.last_price[symbol]
+            hit = next((o for o in stops if orderlist.triggered(o.is_buy, o.stop_price, last)), None)
+            if hit is None:
+                return
+            self._activate_stop(hit)
+
+    def _activate_stop(self, order: Order) -> None:
+        """A triggered stop becomes the MARKET (STOP_LOSS) or LIMIT (STOP_LOSS_LIMIT) order it names."""
+        self.pending_stops[order.symbol].remove(order)
+        order.pending = False
+        self._leg_working(order)  # its OCO sibling expires first, handing back the list's funds
+        spec, book = self.specs[order.symbol], self.books[order.symbol]
+        now = self.clock_ms()
+        try:
+            self._lock_funds(self.accounts[order.account], spec, order, book.side(not order.is_buy))
+        except errors.VenueError:  # the funds went meanwhile: Binance expires it (expiry reason REJECTED)
+            self._finish(order, EXPIRED, "EXPIRED")
+            return
+        order.working_ms = order.updated_ms = now
+        self._report(order, "NEW")  # again, now working: `w` true
+        self._execute(order, spec, book, now)
 
     def _unbook(self, order: Order) -> None:
+        if order.pending:
+            self.pending_stops[order.symbol].remove(order)
+            order.pending = False
+            return
         book = self.books[order.symbol]
         side = book.side(order.is_buy)
         if order.price in side.queues and order in side.queues[order.price]:
@@ -398,8 +604,10 @@ class MatchingEngine:
         self.outbox.append(OrderDone(order, order.updated_ms))
 
     def _report(self, order: Order, exec_type: str, cancel_client_order_id: str = "", **fill) -> None:
+        working = order.status in OPEN_STATUSES and not order.is_market and not order.pending
         self.outbox.append(Execution(order, exec_type, order.status, order.executed_qty, order.cum_quote,
-                                     self.clock_ms(), cancel_client_order_id=cancel_client_order_id, **fill))
+                                     self.clock_ms(), cancel_client_order_id=cancel_client_order_id,
+                                     working=working, **fill))
 
     def _touch(self, account: str, *assets: str) -> None:
         self._touched.setdefault(account, set()).update(assets)

@@ -1,4 +1,7 @@
-"""Binance error codes and the HTTP statuses they come with."""
+"""Binance error codes and the HTTP statuses they come with.
+
+Messages are Binance's (errors.md of the Spot API docs, or a reply recorded
+from the venue where the docs give only a template)."""
 
 
 class VenueError(Exception):
@@ -43,12 +46,27 @@ def outside_recv_window() -> VenueError:
     return VenueError(-1021, "Timestamp for this request is outside of the recvWindow.")
 
 
-def ahead_of_server(ms: int) -> VenueError:
-    return VenueError(-1021, f"Timestamp for this request was {ms}ms ahead of the server's time.")
+def ahead_of_server() -> VenueError:
+    # errors.md, -1021 INVALID_TIMESTAMP: the 1000 ms is the venue's tolerance, not the offset,
+    # and replies recorded from Binance carry this text whatever the offset.
+    return VenueError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
 
 
 def recv_window_too_large() -> VenueError:
-    return VenueError(-1131, "recvWindow must be less than 60000")
+    # CHANGELOG 2019-08-15: "-1131 BAD_RECV_WINDOW recvWindow must be less than 60000"; the text as
+    # Binance sends it, recorded: {"code":-1131,"msg":"'recvWindow' must be less than 60000."}
+    return VenueError(-1131, "'recvWindow' must be less than 60000.")
+
+
+def too_much_precision(param: str) -> VenueError:
+    return VenueError(-1111, f"Parameter '{param}' has too much precision.")
+
+
+def ip_banned(until_ms: int, retry_after: int) -> VenueError:
+    """HTTP 418, errors.md -1003: "Way too much request weight used; IP banned until %s. Please use
+    WebSocket Streams for live updates to avoid bans." (%s is the ban's end in epoch ms, as recorded)."""
+    return VenueError(-1003, f"Way too much request weight used; IP banned until {until_ms}. "
+                             "Please use WebSocket Streams for live updates to avoid bans.", 418, retry_after)
 
 
 def missing(param: str) -> VenueError:
@@ -87,6 +105,45 @@ def order_does_not_exist() -> VenueError:
     return VenueError(-2013, "Order does not exist.")
 
 
+def order_type_not_in_oco() -> VenueError:
+    return VenueError(-1158, "Order type not supported in OCO.")
+
+
+def oco_needs_a_contingent_order() -> VenueError:
+    return VenueError(-1168, "At least one OCO order must be contingent.")
+
+
+# errors.md -1165/-1166/-1196/-1197: which side of the market each leg of an OCO must sit on.
+def buy_oco_limit_must_be_below() -> VenueError:
+    return VenueError(-1165, "A limit order in a buy OCO must be below.")
+
+
+def sell_oco_limit_must_be_above() -> VenueError:
+    return VenueError(-1166, "A limit order in a sell OCO must be above.")
+
+
+def buy_oco_stop_loss_must_be_above() -> VenueError:
+    return VenueError(-1196, "A stop loss order in a buy OCO must be above.")
+
+
+def sell_oco_stop_loss_must_be_below() -> VenueError:
+    return VenueError(-1197, "A stop loss order in a sell OCO must be below.")
+
+
+# Recorded from Binance (errors.md names only the codes): cancelling a list that is unknown or done,
+# and querying one that is unknown.
+def unknown_order_list() -> VenueError:
+    return VenueError(-2011, "Unknown order list sent.")
+
+
+def order_list_does_not_exist() -> VenueError:
+    return VenueError(-2013, "Order list does not exist.")
+
+
 INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
 WOULD_TAKE = "Order would immediately match and take."
 DUPLICATE_ORDER = "Duplicate order sent."
+OCO_BAD_PRICES = "The relationship of the prices for the orders is not correct."
+WOULD_TRIGGER = "Order would trigger immediately."
+TAKE_PROFIT_UNSUPPORTED = "Take profit orders are not supported for this symbol."
+TAKE_PROFIT_LIMIT_UNSUPPORTED = "Take profit limit orders are not supported for this symbol."

@@ -1,17 +1,25 @@
 """Engine objects to Binance's JSON shapes (REST replies and stream events)."""
-from .engine import Execution, Order, Trade
+from .engine import Execution, ListStatus, Order, Trade
+from .orderlist import OrderList
 from .units import format_amount as fmt
 
 STP_MODE = "EXPIRE_MAKER"
+STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT")
 
 
 def _order_core(o: Order) -> dict:
     return {
         "symbol": o.symbol,
         "orderId": o.order_id,
-        "orderListId": -1,
+        "orderListId": o.order_list_id,  # "Unless it's part of an order list, value will be -1"
         "clientOrderId": o.client_order_id,
     }
+
+
+def _conditional(o: Order) -> dict:
+    """rest-api.md, "Conditional fields in Order Responses": `stopPrice` "Appears for STOP_LOSS.
+    TAKE_PROFIT, STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT orders"."""
+    return {"stopPrice": fmt(o.stop_price)} if o.type in STOP_TYPES else {}
 
 
 def _order_state(o: Order) -> dict:
@@ -32,8 +40,8 @@ def order_ack(o: Order) -> dict:
 
 
 def order_result(o: Order) -> dict:
-    out = {**order_ack(o), **_order_state(o), "selfTradePreventionMode": STP_MODE}
-    if o.working_ms >= 0:
+    out = {**order_ack(o), **_order_state(o), **_conditional(o), "selfTradePreventionMode": STP_MODE}
+    if o.working_ms >= 0 or o.order_list_id != -1:  # an order list's reports show a pending stop's -1
         out["workingTime"] = o.working_ms
     return out
 
@@ -49,7 +57,7 @@ def order_full(o: Order, fills: list[Execution]) -> dict:
 def order_query(o: Order) -> dict:
     return {
         **_order_core(o), **_order_state(o),
-        "stopPrice": fmt(0), "icebergQty": fmt(0),
+        "stopPrice": fmt(o.stop_price), "icebergQty": fmt(0),
         "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working_ms >= 0,
         "workingTime": o.working_ms, "origQuoteOrderQty": fmt(o.quote_order_qty),
         "selfTradePreventionMode": STP_MODE,
@@ -57,11 +65,41 @@ def order_query(o: Order) -> dict:
 
 
 def order_cancelled(o: Order, cancel_client_order_id: str, now_ms: int) -> dict:
+    state = _order_state(o)
     return {
         "symbol": o.symbol, "origClientOrderId": o.client_order_id, "orderId": o.order_id,
-        "orderListId": -1, "clientOrderId": cancel_client_order_id, "transactTime": now_ms,
-        **_order_state(o), "selfTradePreventionMode": STP_MODE,
+        "orderListId": o.order_list_id, "clientOrderId": cancel_client_order_id, "transactTime": now_ms,
+        "price": state.pop("price"), "origQty": state.pop("origQty"), "executedQty": state.pop("executedQty"),
+        "origQuoteOrderQty": fmt(o.quote_order_qty), **state, **_conditional(o),
+        "selfTradePreventionMode": STP_MODE,
     }
+
+
+def _list_core(ol: OrderList) -> dict:
+    return {
+        "orderListId": ol.order_list_id, "contingencyType": ol.contingency_type,
+        "listStatusType": ol.list_status_type, "listOrderStatus": ol.list_order_status,
+        "listClientOrderId": ol.list_client_order_id, "transactionTime": ol.transaction_ms, "symbol": ol.symbol,
+        "orders": [{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id}
+                   for o in ol.orders],
+    }
+
+
+def order_list(ol: OrderList, reports: list[dict] | None = None) -> dict:
+    """An order list as the REST API shows it: with its legs' `orderReports` (placement, cancel), or
+    without (GET /api/v3/openOrderList, GET /api/v3/orderList)."""
+    out = _list_core(ol)
+    if reports is not None:
+        out["orderReports"] = reports
+    return out
+
+
+def list_status(x: ListStatus) -> dict:
+    """user-data-stream.md: the `listStatus` event."""
+    ol = x.order_list
+    return {"e": "listStatus", "E": x.event_ms, "s": ol.symbol, "g": ol.order_list_id, "c": ol.contingency_type,
+            "l": x.status_type, "L": x.order_status, "r": "NONE", "C": ol.list_client_order_id,
+            "T": x.event_ms, "O": [{"s": o.symbol, "i": o.order_id, "c": o.client_order_id} for o in ol.orders]}
 
 
 def execution_report(x: Execution) -> dict:
@@ -72,12 +110,12 @@ def execution_report(x: Execution) -> dict:
         # On a cancel, `c` is the cancel request's own id and `C` the order's.
         "c": x.cancel_client_order_id if cancelled else o.client_order_id,
         "S": o.side, "o": o.type, "f": o.time_in_force or "GTC",
-        "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(0), "F": fmt(0), "g": -1,
+        "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(o.stop_price), "F": fmt(0), "g": o.order_list_id,
         "C": o.client_order_id if cancelled else "",
         "x": x.exec_type, "X": x.status, "r": x.reject_reason, "i": o.order_id,
         "l": fmt(x.last_qty), "z": fmt(x.executed_qty), "L": fmt(x.last_price),
         "n": fmt(x.commission), "N": x.commission_asset, "T": x.event_ms, "t": x.trade_id,
-        "v": -1, "I": 0, "w": x.status in ("NEW", "PARTIALLY_FILLED") and o.type != "MARKET",
+        "v": -1, "I": 0, "w": x.working,
         "m": x.is_maker, "M": False, "O": o.created_ms, "Z": fmt(x.cum_quote),
         "Y": fmt(x.last_qty * x.last_price // 10**8), "Q": fmt(o.quote_order_qty),
         "W": o.working_ms, "V": STP_MODE,

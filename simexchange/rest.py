@@ -1,5 +1,6 @@
 """REST under /api/v3, as Binance documents it: weights, signed requests,
 error codes and HTTP statuses."""
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -8,15 +9,18 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import errors, render
+from . import errors, listeners, render, timing
 from .engine import ORDER_TYPES, SIDES, TIME_IN_FORCE, Account
+from .orderlist_rest import OrderListApi
 from .signing import verify
 from .units import format_amount, parse_amount
 from .venue import Venue, wall_ms, wall_us
 
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-MAX_RECV_WINDOW = 60_000
-FUTURE_TOLERANCE_MS = 1_000
+# Requests the venue forwards to its matching engine: each is audited, and each meets the
+# second recvWindow check (and the matching-delay fault) on its way there.
+MATCHING_ENGINE_ACTIONS = ("new", "cancel", "cancel_all", "new_order_list", "cancel_order_list")
+UNFILLED_ORDER_COUNT = {"new": 1, "new_order_list": 2}  # rest-api.md: "Unfilled Order Count: 2" for an OCO
 
 
 @dataclass(slots=True)
@@ -28,6 +32,19 @@ class Call:
     raw_query: str
     raw_body: str
     account: Account | None = None
+    deadline_us: int | None = None  # timestamp + recvWindow of a signed request
+    forwarded_us: int | None = None  # when it went on to the matching engine
+
+    def client_id(self, name: str) -> str:
+        """A client order id parameter, or a venue-made one when not sent."""
+        value = self.get(name)
+        if value is None:
+            return Venue.new_client_order_id()
+        if not CLIENT_ORDER_ID.match(value):
+            raise errors.VenueError(
+                -1100, f"Illegal characters found in parameter '{name}'; "
+                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.params.get(name)
@@ -78,13 +95,22 @@ def _depth_weight(call: Call) -> int:
 Handler = Callable[[Call], Awaitable[object]]
 
 
+async def _delay_us(delay_us: int) -> None:
+    """At least `delay_us` on the wall clock the recvWindow checks read (the loop's timer may wake early)."""
+    until = wall_us() + delay_us
+    while (left := until - wall_us()) > 0:
+        await asyncio.sleep(left / 1e6)
+
+
 class RestApi:
     def __init__(self, venue: Venue):
         self.venue = venue
         self.engine = venue.engine
+        self.order_lists = OrderListApi(venue, self._symbol)
 
     def routes(self) -> list[web.RouteDef]:
         e = self._endpoint
+        lists = self.order_lists
         return [
             web.get("/api/v3/ping", e(1, False, self.ping)),
             web.get("/api/v3/time", e(1, False, self.time)),
@@ -98,12 +124,20 @@ class RestApi:
             web.get("/api/v3/openOrders", e(6, True, self.open_orders)),
             web.delete("/api/v3/openOrders", e(1, True, self.cancel_open_orders, audit="cancel_all")),
             web.get("/api/v3/account", e(20, True, self.account)),
+            web.post("/api/v3/orderList/oco", e(1, True, lists.new_oco, audit="new_order_list")),
+            web.delete("/api/v3/orderList", e(1, True, lists.cancel, audit="cancel_order_list")),
+            web.get("/api/v3/orderList", e(4, True, lists.query)),
+            web.get("/api/v3/openOrderList", e(6, True, lists.open_lists)),
         ]
 
     # -- the common path ------------------------------------------------------
     def _endpoint(self, weight, signed: bool, handler: Handler, audit: str | None = None):
         async def serve(request: web.Request) -> web.Response:
             received_us = wall_us()
+            if self.venue.listener_bans:
+                refusal = listeners.refusal(self.venue.listener_bans, request)
+                if refusal is not None:
+                    return await self._refused(request, refusal, audit, received_us)
             raw_query = request.raw_path.partition("?")[2]
             raw_body = await request.text() if request.can_read_body else ""
             call = Call(request, {}, raw_query, raw_body)
@@ -119,8 +153,12 @@ class RestApi:
                     raise errors.too_many_requests(self.venue.limits.weight_per_minute, -(-reset_ms // 1000))
                 if signed:
                     call.account = self._authenticate(call)
-                if audit == "new":
-                    self._count_order(call, headers)
+                if audit in UNFILLED_ORDER_COUNT:
+                    self._count_order(call, headers, UNFILLED_ORDER_COUNT[audit])
+                if audit:
+                    if self.venue.matching_delay_ms:
+                        await _delay_us(self.venue.matching_delay_ms * 1000)
+                    call.forwarded_us = wall_us()
                 result = await handler(call)
             except errors.VenueError as exc:
                 status, result = exc.http_status, exc.body()
@@ -134,6 +172,19 @@ class RestApi:
                                      dumps=lambda o: json.dumps(o, separators=(",", ":")))
         return serve
 
+    async def _refused(self, request: web.Request, refusal: "listeners.Refusal", audit: str | None,
+                       received_us: int) -> web.Response:
+        """A request on a banned listener: answered at the door, audited if it was an order request."""
+        if audit:
+            raw_body = await request.text() if request.can_read_body else ""
+            call = Call(request, {}, request.raw_path.partition("?")[2], raw_body)
+            try:
+                call.params = _parse_params(call.raw_query, raw_body)
+            except errors.VenueError:
+                pass
+            self._audit(audit, call, received_us, refusal.status, refusal.body)
+        return refusal.response()
+
     def _authenticate(self, call: Call) -> Account:
         api_key = call.request.headers.get("X-MBX-APIKEY")
         if not api_key:
@@ -143,22 +194,18 @@ class RestApi:
             raise errors.unauthorized()
         if not verify(account.secret, call.raw_query, call.raw_body):
             raise errors.bad_signature()
-        timestamp = call.integer("timestamp")
+        timestamp = call.get("timestamp")
         if timestamp is None:
             raise errors.missing("timestamp")
-        recv_window = call.integer("recvWindow") or 5000
-        if recv_window > MAX_RECV_WINDOW:
-            raise errors.recv_window_too_large()
-        now = wall_ms()
-        if timestamp > now + FUTURE_TOLERANCE_MS:
-            raise errors.ahead_of_server(timestamp - now)
-        if now - timestamp > recv_window:
-            raise errors.outside_recv_window()
+        timestamp_us = timing.timestamp_us(timestamp)
+        recv_window_us = timing.recv_window_us(call.get("recvWindow"))
+        timing.check_at_receipt(timestamp_us, recv_window_us, wall_us())
+        call.deadline_us = timestamp_us + recv_window_us
         return account
 
-    def _count_order(self, call: Call, headers: dict) -> None:
+    def _count_order(self, call: Call, headers: dict, orders: int) -> None:
         limit = self.venue.limits.orders_per_10s
-        used, reset_ms = self.venue.order_counts.add(call.account.api_key, 1, wall_ms())
+        used, reset_ms = self.venue.order_counts.add(call.account.api_key, orders, wall_ms())
         headers["X-MBX-ORDER-COUNT-10S"] = str(used)
         if used > limit:
             raise errors.too_many_orders(limit, "10 SECOND", -(-reset_ms // 1000))
@@ -170,16 +217,19 @@ class RestApi:
             "api_key": call.request.headers.get("X-MBX-APIKEY", ""), "symbol": p.get("symbol"),
             "client_order_id": None, "http_status": status,
         }
-        client_ts = p.get("timestamp")
-        if client_ts is not None and client_ts.isdigit():
-            # The sender's clock when it signed: the drill checker judges a send against the
-            # sender's lease by this, not by when the venue happened to receive it.
-            record["client_ts_ms"] = int(client_ts)
+        # The sender's clock when it signed (client_ts_ms; client_ts_us exact) and the recvWindow
+        # it gave (recv_window_ms): the drill checker judges a send against the sender's lease by
+        # these, not by when the venue happened to receive it.
+        record.update(timing.audit_fields(p))
+        if call.forwarded_us is not None:
+            record["forwarded_us"] = call.forwarded_us
         if action == "new":
             record.update(client_order_id=p.get("newClientOrderId"), side=p.get("side"), type=p.get("type"),
                           price=p.get("price"), qty=p.get("quantity") or p.get("quoteOrderQty"))
         elif action == "cancel":
             record.update(client_order_id=p.get("origClientOrderId"), order_id=p.get("orderId"))
+        elif action in ("new_order_list", "cancel_order_list"):
+            self.order_lists.audit_request(action, p, record)
         if status == 200:
             record["outcome"] = "accepted"
             if action == "new":
@@ -187,10 +237,13 @@ class RestApi:
                               status=result.get("status"))
             elif action == "cancel":
                 record.update(client_order_id=result["origClientOrderId"], order_id=result["orderId"])
+            elif action == "cancel_all":
+                record["cancelled"] = [r["origClientOrderId"] for entry in result
+                                       for r in entry.get("orderReports", [entry])]
             else:
-                record["cancelled"] = [r["origClientOrderId"] for r in result]
+                self.order_lists.audit_result(action, result, record)
         else:
-            record.update(outcome="rejected", code=result["code"], msg=result["msg"])
+            record.update(outcome="rejected", code=result.get("code"), msg=result.get("msg"))
         self.venue.audit.write(record)
 
     def _symbol(self, call: Call) -> str:
@@ -297,17 +350,13 @@ class RestApi:
                 raise errors.VenueError(
                     -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
                     if not qty else "Parameter 'quoteOrderQty' sent when not required.")
-        client_order_id = call.get("newClientOrderId") or self.venue.new_client_order_id()
-        if not CLIENT_ORDER_ID.match(client_order_id):
-            raise errors.VenueError(
-                -1100, "Illegal characters found in parameter 'newClientOrderId'; "
-                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        client_order_id = call.client_id("newClientOrderId")
         resp_type = (call.get("newOrderRespType") or ("FULL" if order_type in ("LIMIT", "MARKET") else "ACK")).upper()
         if resp_type not in ("ACK", "RESULT", "FULL"):
             raise errors.VenueError(-1177, "Invalid newOrderRespType.")
 
         order = self.engine.place(call.account.api_key, symbol, side, order_type, time_in_force, price, qty,
-                                  quote_qty, client_order_id)
+                                  quote_qty, client_order_id, not_after_us=call.deadline_us)
         if resp_type == "ACK":
             return render.order_ack(order)
         if resp_type == "RESULT":
@@ -326,20 +375,33 @@ class RestApi:
         symbol = self._symbol(call)
         order_id, client_id = self._order_ref(call)
         cancel_id = call.get("newClientOrderId") or self.venue.new_client_order_id()
-        order = self.engine.cancel(call.account.api_key, symbol, order_id, client_id, cancel_id)
+        order = self.engine.cancel(call.account.api_key, symbol, order_id, client_id, cancel_id,
+                                   not_after_us=call.deadline_us)
         return render.order_cancelled(order, cancel_id, wall_ms())
 
     async def cancel_open_orders(self, call: Call):
+        """rest-api.md, "Cancel All Open Orders on a Symbol": "This includes orders that are part of an
+        order list". The reply holds the plain orders' cancel reports and, for each order list, one
+        entry with its legs' reports in `orderReports`. One cancel id serves the whole request, as in the
+        documented example."""
         symbol = self._symbol(call)
+        account = call.account.api_key
+        lists = {ol.order_list_id: ol for ol in self.engine.open_order_lists(account) if ol.symbol == symbol}
+        cancel_id = self.venue.new_client_order_id()
+        orders = self.engine.cancel_all(account, symbol, lambda: cancel_id, not_after_us=call.deadline_us)
         now = wall_ms()
-        ids: list[str] = []
-
-        def next_id() -> str:
-            ids.append(self.venue.new_client_order_id())
-            return ids[-1]
-
-        orders = self.engine.cancel_all(call.account.api_key, symbol, next_id)
-        return [render.order_cancelled(o, cid, now) for o, cid in zip(orders, ids)]
+        entries, list_entries = [], {}
+        for order in orders:
+            report = render.order_cancelled(order, cancel_id, now)
+            if order.order_list_id not in lists:
+                entries.append(report)
+                continue
+            entry = list_entries.get(order.order_list_id)
+            if entry is None:
+                entry = list_entries[order.order_list_id] = render.order_list(lists[order.order_list_id], [])
+                entries.append(entry)
+            entry["orderReports"].append(report)
+        return entries
 
     async def query_order(self, call: Call):
         symbol = self._symbol(call)

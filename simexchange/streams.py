@@ -4,6 +4,7 @@ import json
 
 from aiohttp import WSMsgType, web
 
+from . import listeners
 from .venue import Outbound, StreamClient, Venue
 
 
@@ -27,6 +28,10 @@ class MarketStreams:
         return await self._serve(request, names, combined=True)
 
     async def _serve(self, request: web.Request, names: list[str], combined: bool) -> web.StreamResponse:
+        if self.venue.listener_bans:  # a banned listener refuses the upgrade with the ban's reply
+            refusal = listeners.refusal(self.venue.listener_bans, request)
+            if refusal is not None:
+                return refusal.response()
         known = self.venue.stream_names()
         unknown = [n for n in names if n not in known]
         if unknown:

@@ -11,7 +11,7 @@ from aiohttp import web
 from . import render
 from .audit import AuditLog
 from .book import DiffTracker
-from .engine import BalanceUpdate, Execution, MatchingEngine, OrderDone, Trade
+from .engine import BalanceUpdate, Execution, ListStatus, MatchingEngine, OrderDone, Trade
 from .ratelimit import FixedWindow
 from .symbols import SymbolSpec
 
@@ -89,7 +89,10 @@ class Venue:
         self.stream_clients: set[StreamClient] = set()
         self.user_data: set[UserDataSubscription] = set()
         self.market_paused = False
-        self.depth_events_to_drop = 0  # a fault for tests and drills: a hole in the diff sequence
+        # Faults for tests and drills (POST /sim/v1/faults):
+        self.depth_events_to_drop = 0  # a hole in the diff sequence
+        self.matching_delay_ms = 0  # between the receipt check and the matching engine: the second recvWindow check bites
+        self.listener_bans: dict = {}  # port -> listeners.Ban: an extra listener answering as a banned IP
         self.trackers: dict[tuple[str, str], DiffTracker] = {}
         self._last_top: dict[str, tuple] = {}
         for symbol, book in engine.books.items():
@@ -128,6 +131,8 @@ class Venue:
                 self._to_stream(f"{event.symbol.lower()}@trade", render.trade_event(event))
             elif isinstance(event, OrderDone):
                 self._audit_done(event)
+            elif isinstance(event, ListStatus):
+                self._to_user(event.order_list.account, render.list_status(event))
         for symbol in touched_symbols:
             self._publish_top(symbol)
         return events
@@ -163,8 +168,11 @@ class Venue:
         order = done.order
         if self.engine.accounts[order.account].internal:
             return
-        self.audit.write({
+        record = {
             "kind": "order_done", "ts_us": wall_us(), "api_key": order.account, "symbol": order.symbol,
             "order_id": order.order_id, "client_order_id": order.client_order_id, "status": order.status,
             "executed_qty": render.fmt(order.executed_qty), "created_ms": order.created_ms,
-        })
+        }
+        if order.order_list_id != -1:
+            record["order_list_id"] = order.order_list_id
+        self.audit.write(record)
