@@ -382,6 +382,26 @@ def test_reading_the_signed_recv_window_and_a_cancel_all_that_took_an_order_list
     assert cancel_alls[0].cancelled == 3
 
 
+def test_reading_an_order_list_and_microsecond_timestamps_from_the_audit():
+    key = "k1"
+    lines = [
+        {"kind": "request", "action": "new_order_list", "recv_us": 15_000_000, "done_us": 15_001_000,
+         "api_key": key, "client_order_id": "drill-oco", "outcome": "accepted", "client_ts_ms": 14_999,
+         "client_ts_us": 14_999_250, "recv_window_ms": 5000.0,
+         "leg_client_order_ids": ["drill-oco-above", "drill-oco-below"]},
+        {"kind": "request", "action": "cancel_all", "recv_us": 21_000_000, "done_us": 21_001_000, "api_key": key,
+         "client_order_id": None, "outcome": "accepted", "cancelled": ["drill-oco-above", "drill-oco-below"]},
+        {"kind": "order_done", "ts_us": 21_000_500, "api_key": key, "client_order_id": "drill-oco-above"},
+        {"kind": "order_done", "ts_us": 21_000_600, "api_key": key, "client_order_id": "drill-oco-below"},
+    ]
+    orders, lives, cancel_alls = read_audit([json.dumps(r) for r in lines], key)
+    assert [(o.client_id, o.node, o.epoch, o.accepted, o.client_ts) for o in orders] == [
+        ("drill-oco", None, None, True, 14.99925)]
+    assert [(life.client_id, life.epoch, life.start, life.end) for life in lives] == [
+        ("drill-oco-above", None, 15.0, 21.0005), ("drill-oco-below", None, 15.0, 21.0006)]
+    assert cancel_alls[0].client_ids == ("drill-oco-above", "drill-oco-below")
+
+
 def test_the_report_shows_the_venue_refusing_late_orders_and_overlaps():
     orders, nodes, drill = kill_failover(orders=[late(E1, "sg-1", 21.4, 4, signed=19.9, recv_window=0.6)])
     orders[0] = order(E1, "sg-1", 10.1, 1, end=21.15)

@@ -113,8 +113,16 @@ def _cancelled_ids(entries: list) -> list[str]:
     return ids
 
 
+def _signed_at(record: dict) -> float | None:
+    """The signed `timestamp`, in seconds: exact when the venue audits microseconds."""
+    if record.get("client_ts_us"):
+        return int(record["client_ts_us"]) / 1e6
+    return int(record["client_ts_ms"]) / 1000 if record.get("client_ts_ms") else None
+
+
 def read_audit(lines, api_key: str, since: float = 0.0) -> tuple[list[OrderRequest], list[OrderLife], list[CancelAll]]:
-    """The venue's audit records of one account (from `since` on)."""
+    """The venue's audit records of one account (from `since` on). An order list counts as one order
+    request (by the list's client id) and each of its legs as an order on the book."""
     orders: list[OrderRequest] = []
     created: dict[str, tuple[float, str | None, int | None]] = {}
     ended: dict[str, float] = {}
@@ -132,15 +140,15 @@ def read_audit(lines, api_key: str, since: float = 0.0) -> tuple[list[OrderReque
         if recv < since:
             continue
         accepted = record.get("outcome") == "accepted"
-        if record["action"] == "new":
+        if record["action"] in ("new", "new_order_list"):
             cid = record.get("client_order_id") or ""
             node, epoch = _author(cid)
-            ts, window = record.get("client_ts_ms"), record.get("recv_window_ms")
+            window = record.get("recv_window_ms")
             orders.append(OrderRequest(cid, node, epoch, recv, done, accepted, record.get("code"),
-                                       int(ts) / 1000 if ts else None,
-                                       float(window) / 1000 if window is not None else None))
+                                       _signed_at(record), float(window) / 1000 if window is not None else None))
             if accepted:
-                created[cid] = (recv, node, epoch)
+                for placed in record.get("leg_client_order_ids") or [cid]:
+                    created[placed] = (recv, *_author(placed))
         elif record["action"] == "cancel_all":
             cancelled = _cancelled_ids(record.get("cancelled") or [])
             cancel_alls.append(CancelAll(recv, accepted, len(cancelled), record.get("code"), tuple(cancelled)))
