@@ -332,7 +332,7 @@ class MatchingEngine:
             raise errors.unknown_order()
         order_list = self.order_lists.get(order.order_list_id)
         if order_list is not None and order_list.is_open:
-            self._cancel_list(order_list, new_client_order_id)
+            self._end_list(order_list, cancel_client_order_id=new_client_order_id)
         else:
             self._cancel_one(order, new_client_order_id)
         return order
@@ -345,14 +345,14 @@ class MatchingEngine:
         orders = self.orders_of(account_key, symbol)
         if not orders:
             raise errors.unknown_order()
-        lists = []
         for order in orders:
-            self._cancel_one(order, new_client_order_id())
+            if not order.is_open:
+                continue  # a leg its list's cancel already took
             order_list = self.order_lists.get(order.order_list_id)
-            if order_list is not None and order_list.is_open and order_list not in lists:
-                lists.append(order_list)
-        for order_list in lists:
-            self._close_list(order_list)
+            if order_list is not None and order_list.is_open:
+                self._end_list(order_list, cancel_client_order_id=new_client_order_id())
+            else:
+                self._cancel_one(order, new_client_order_id())
         return orders
 
     def find_order_list(self, account_key: str, order_list_id: int | None, list_client_order_id: str | None,
@@ -379,7 +379,7 @@ class MatchingEngine:
             raise errors.unknown_order_list() from None
         if not order_list.is_open:
             raise errors.unknown_order_list()
-        self._cancel_list(order_list, new_client_order_id)
+        self._end_list(order_list, cancel_client_order_id=new_client_order_id)
         return order_list
 
     def open_order_lists(self, account_key: str) -> list[OrderList]:
@@ -524,28 +524,28 @@ class MatchingEngine:
         the list is done (user-data-stream.md, expiry reason OCO_TRIGGER: "An order that was part of an
         OCO pair was canceled because the other order of the pair started working")."""
         order_list = self.order_lists.get(order.order_list_id)
-        if order_list is None or not order_list.is_open:
-            return
+        if order_list is not None and order_list.is_open:
+            self._end_list(order_list, survivor=order)
+
+    def _end_list(self, order_list: OrderList, survivor: Order | None = None,
+                  cancel_client_order_id: str | None = None) -> None:
+        """Finishes an open list: its legs but `survivor` are cancelled (a cancel request) or expire
+        (the pair resolved, or a leg left the book on its own, e.g. by self-trade prevention).
+        The list is marked done first, so the legs' own endings do not come back here."""
+        order_list.list_status_type = order_list.list_order_status = orderlist.ALL_DONE
+        order_list.transaction_ms = self.clock_ms()
         for other in order_list.orders:
-            if other is not order and other.is_open:
-                self._unbook(other)
-                self._finish(other, EXPIRED, "EXPIRED")
-        self._close_list(order_list)
+            if other is not survivor and other.is_open:
+                if cancel_client_order_id is None:
+                    self._unbook(other)
+                    self._finish(other, EXPIRED, "EXPIRED")
+                else:
+                    self._cancel_one(other, cancel_client_order_id)
+        self.outbox.append(ListStatus(order_list, order_list.transaction_ms, orderlist.ALL_DONE, orderlist.ALL_DONE))
 
     def _cancel_one(self, order: Order, cancel_client_order_id: str) -> None:
         self._unbook(order)
         self._finish(order, CANCELED, "CANCELED", cancel_client_order_id=cancel_client_order_id)
-
-    def _cancel_list(self, order_list: OrderList, cancel_client_order_id: str) -> None:
-        for order in order_list.orders:
-            if order.is_open:
-                self._cancel_one(order, cancel_client_order_id)
-        self._close_list(order_list)
-
-    def _close_list(self, order_list: OrderList) -> None:
-        order_list.list_status_type = order_list.list_order_status = orderlist.ALL_DONE
-        order_list.transaction_ms = self.clock_ms()
-        self.outbox.append(ListStatus(order_list, order_list.transaction_ms, orderlist.ALL_DONE, orderlist.ALL_DONE))
 
     def _trigger_stops(self, symbol: str) -> None:
         """Arms what the last trade price reached; a triggered stop's own trades may reach the next."""
@@ -589,6 +589,10 @@ class MatchingEngine:
         order.updated_ms = self.clock_ms()
         self._report(order, exec_type, cancel_client_order_id=cancel_client_order_id)
         self._retire(order)
+        if order.order_list_id != -1:
+            order_list = self.order_lists.get(order.order_list_id)
+            if order_list is not None and order_list.is_open:
+                self._end_list(order_list)  # a leg gone on its own (self-trade prevention): the pair goes
 
     def _retire(self, order: Order) -> None:
         """Releases what the order still holds and moves it to the finished set."""

@@ -40,7 +40,9 @@ def order_ack(o: Order) -> dict:
 
 
 def order_result(o: Order) -> dict:
-    out = {**order_ack(o), **_order_state(o), **_conditional(o), "selfTradePreventionMode": STP_MODE}
+    # origQuoteOrderQty: in every RESULT/FULL reply since CHANGELOG 2024-12-09.
+    out = {**order_ack(o), **_order_state(o), "origQuoteOrderQty": fmt(o.quote_order_qty), **_conditional(o),
+           "selfTradePreventionMode": STP_MODE}
     if o.working_ms >= 0 or o.order_list_id != -1:  # an order list's reports show a pending stop's -1
         out["workingTime"] = o.working_ms
     return out

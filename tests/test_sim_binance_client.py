@@ -58,3 +58,34 @@ async def test_binance_connector_sees_venue_errors(quiet_sim):
             raise AssertionError("cancelling an unknown order must fail")
 
     await asyncio.to_thread(scenario)
+
+
+async def test_binance_connector_order_list_round_trip(live_sim):
+    """An OCO through the connector's own order-list calls (POST /api/v3/orderList/oco, GET
+    /api/v3/openOrderList, DELETE /api/v3/orderList), against the live synthetic market."""
+    def scenario():
+        client = _client(live_sim)
+        top = client.book_ticker(symbol="BTCUSDT")
+        bid, ask = float(top["bidPrice"]), float(top["askPrice"])
+        placed = client.new_oco_order(
+            symbol="BTCUSDT", side="SELL", quantity="0.001", listClientOrderId="conn-oco",
+            aboveType="LIMIT_MAKER", abovePrice=f"{ask * 1.05:.2f}", aboveClientOrderId="conn-oco-above",
+            belowType="STOP_LOSS_LIMIT", belowStopPrice=f"{bid * 0.95:.2f}", belowPrice=f"{bid * 0.94:.2f}",
+            belowTimeInForce="GTC", belowClientOrderId="conn-oco-below")
+        assert placed["listOrderStatus"] == "EXECUTING"
+        assert {o["clientOrderId"] for o in placed["orders"]} == {"conn-oco-above", "conn-oco-below"}
+        assert [ol["orderListId"] for ol in client.get_oco_open_orders()] == [placed["orderListId"]]
+        legs = {o["clientOrderId"]: o["orderListId"] for o in client.get_open_orders(symbol="BTCUSDT")}
+        assert legs == {"conn-oco-above": placed["orderListId"], "conn-oco-below": placed["orderListId"]}
+        cancelled = client.cancel_oco_order("BTCUSDT", orderListId=placed["orderListId"])
+        assert cancelled["listOrderStatus"] == "ALL_DONE"
+        assert {r["status"] for r in cancelled["orderReports"]} == {"CANCELED"}
+        assert client.get_oco_open_orders() == [] and client.get_open_orders(symbol="BTCUSDT") == []
+        try:
+            client.cancel_oco_order("BTCUSDT", orderListId=placed["orderListId"])
+        except ClientError as exc:
+            assert (exc.status_code, exc.error_code) == (400, -2011)
+        else:
+            raise AssertionError("cancelling a finished order list must fail")
+
+    await asyncio.to_thread(scenario)
