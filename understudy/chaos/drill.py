@@ -38,7 +38,7 @@ HEARTBEAT_PORT = 7400
 NODE_COMMAND = (sys.executable, "-m", "understudy.cli", "node", "run")
 STATUS_TIMEOUT_S = 0.5
 PROBE_TIMEOUT_S = 10.0
-BAN_SECONDS = 60  # a ban lifts by itself after this, should the drill die before lifting it
+MAX_BAN_S = 60.0  # no drill bans longer; a ban lifts by itself, should the drill die before lifting it
 
 
 class DrillError(RuntimeError):
@@ -159,7 +159,7 @@ class Drill:
             try:
                 await self.unban_venue(node)
             except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass  # a sim that cannot answer serves nobody; the ban also lifts by itself (BAN_SECONDS)
+                pass  # a sim that cannot answer serves nobody; the ban also lifts by itself
         self.ended = time.time()
         for cut in self.cuts.values():
             cut.heal()
@@ -331,15 +331,17 @@ class Drill:
             resp.raise_for_status()
             return await resp.json()
 
-    async def ban_venue(self, node: str, status: int = 418) -> None:
+    async def ban_venue(self, node: str, seconds: float, status: int = 418) -> None:
         """The venue answers every REST request and stream upgrade of this node with `status` (Binance's
-        418: an IP banned for ignoring a 429); the other node's traffic is served as before."""
+        418: an IP banned for ignoring a 429) for `seconds`; the other node's traffic is served as before.
+        The 418 names the ban's end (and Retry-After its length), and a node rightly waits that long: lifting
+        a ban early would leave a node that believed it still banned."""
         if not self.lab.per_node_listeners:
             raise DrillError("the sim has no per-node listeners (POST /sim/v1/listeners): cannot ban one node")
-        self.record("venue-banned", node, f"HTTP {status} on every request")
+        self.record("venue-banned", node, f"HTTP {status} on every request for {seconds:g} s")
         self.banned.add(node)
         await self._sim_fault({"ban_listener": {"port": self.lab.venue_ports[node], "status": status,
-                                                "seconds": BAN_SECONDS}})
+                                                "seconds": min(seconds, MAX_BAN_S)}})
 
     async def unban_venue(self, node: str) -> None:
         await self._sim_fault({"unban_listener": self.lab.venue_ports[node]})

@@ -276,20 +276,27 @@ async def venue_latency(d: Drill) -> None:
 
 
 def _halted_and_resumed(d: Drill, ev: Evidence) -> None:
-    primary = d.roles_at_fault[0]
+    primary, standby = d.roles_at_fault
     at = _fault_at(d)
     d.expect(_saw(ev, primary, "role", at, "halted"), f"{primary} never halted without its streams")
+    d.expect(not _saw(ev, standby, "role", at, "candidate"),
+             f"{standby} contended for the lock in a venue-wide outage (it could not trade either)")
 
 
+# Both nodes' streams: a primary alone without them for longer than handover_after_s hands the lock to
+# its ready peer (primary-venue-down); when the venue fails both, neither is ready, and the lock stays
+# put rather than ping-pong (DESIGN §2.3).
 @scenario(failover=FORBIDDEN, after=_halted_and_resumed)
 async def venue_stream_drop(d: Drill) -> None:
-    """Drop the primary's market and user-data streams for 4 s: it halts (lock held, quotes cancelled), then resumes; no failover."""
+    """Drop both nodes' market and user-data streams for 4 s (a venue-wide stream outage): the primary halts (lock held, quotes cancelled), the standby is not ready either, nobody hands over; then it resumes; no failover."""
     primary, _ = d.roles_at_fault = await _pair(d)
-    at = d.fault(f"{primary}'s venue streams dropped")
-    d.streams_down(primary)
+    at = d.fault("venue streams dropped for both nodes")
+    for node in d.nodes:
+        d.streams_down(node)
     await d.sleep_until(at + 4.0)
     d.record("heal")
-    d.streams_up(primary)
+    for node in d.nodes:
+        d.streams_up(node)
     await d.wait_quoting(primary, 20)
 
 
@@ -346,17 +353,21 @@ def _handed_over(d: Drill, ev: Evidence) -> None:
         d.expect(_saw(ev, primary, "role", at, role), f"{primary} {problem}")
 
 
+VENUE_OUTAGE_AFTER_HANDOVER_S = 4.0  # the outage outlasts the hand-over bound by this much
+
+
 async def _primary_loses_the_venue(d: Drill, what: str, cut, heal, took_effect: Callable[[str], bool]) -> None:
-    """`cut(node)` and `heal(node)` may be plain calls or coroutines."""
+    """`cut(node, seconds)` and `heal(node)` may be plain calls or coroutines."""
     primary, standby = d.roles_at_fault = await _pair(d)
-    at = d.fault(f"{primary} loses the venue ({what}); its heartbeats and lock link work")
-    if inspect.isawaitable(done := cut(primary)):
+    outage_s = d.handover_after_s + VENUE_OUTAGE_AFTER_HANDOVER_S
+    at = d.fault(f"{primary} loses the venue ({what}) for {outage_s:g} s; its heartbeats and lock link work")
+    if inspect.isawaitable(done := cut(primary, outage_s)):
         await done
     got = await d.probe_venue(primary)
     d.expect(took_effect(got), f"a REST ping through {primary}'s venue link got {got} ({what} expected)")
     await d.wait_quoting(standby, d.handover_after_s + 15)
     await d.wait_role(primary, "standby", 15)
-    await d.sleep_until(at + d.handover_after_s + 4.0)
+    await d.sleep_until(at + outage_s)
     d.record("heal")
     if inspect.isawaitable(done := heal(primary)):
         await done
@@ -365,13 +376,13 @@ async def _primary_loses_the_venue(d: Drill, what: str, cut, heal, took_effect: 
 @scenario(failover=REQUIRED, handover=True, after=_handed_over)
 async def primary_venue_down(d: Drill) -> None:
     """The primary's REST and stream connections to the venue are refused, heartbeats and lock fine: it halts, and after handover_after_s hands the lock to the ready standby, which quotes; it stands by."""
-    await _primary_loses_the_venue(d, "connections refused", d.venue_down, d.venue_up,
+    await _primary_loses_the_venue(d, "connections refused", lambda node, _: d.venue_down(node), d.venue_up,
                                    lambda got: not got.startswith("HTTP"))
 
 
 @scenario(failover=REQUIRED, handover=True, after=_handed_over)
 async def primary_venue_banned(d: Drill) -> None:
-    """The venue answers every request of the primary with HTTP 418 (Binance's IP ban), heartbeats and lock fine: it halts, and after handover_after_s hands the lock to the ready standby, which quotes; it stands by."""
+    """The venue answers every request of the primary with HTTP 418 (Binance's IP ban, for the outage's length), heartbeats and lock fine: it halts, and after handover_after_s hands the lock to the ready standby, which quotes; it stands by."""
     await _primary_loses_the_venue(d, "HTTP 418 on every request", d.ban_venue, d.unban_venue,
                                    lambda got: got == "HTTP 418")
 
