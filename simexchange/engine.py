@@ -169,7 +169,7 @@ class MatchingEngine:
         self.last_price: dict[str, int] = {}  # of the symbol's last trade: what stops trigger on
         self.pending_stops: dict[str, list[Order]] = {s.symbol: [] for s in specs}
         self.order_lists: OrderedDict[int, OrderList] = OrderedDict()
-        self.list_by_client_id: dict[tuple[str, str, str], int] = {}
+        self.list_by_client_id: dict[tuple[str, str], int] = {}  # (account, listClientOrderId) -> latest list
         self.next_order_list_id = 1
 
     # -- accounts -----------------------------------------------------------
@@ -266,8 +266,8 @@ class MatchingEngine:
         self._admit(not_after_us)
         spec = self.spec(symbol)
         account = self.accounts[account_key]
-        if (account_key, symbol, list_client_order_id) in self.list_by_client_id and \
-                self.order_lists[self.list_by_client_id[(account_key, symbol, list_client_order_id)]].is_open:
+        previous = self.order_lists.get(self.list_by_client_id.get((account_key, list_client_order_id)))
+        if previous is not None and previous.is_open:  # "unique ID among open order lists"
             raise errors.rejected(errors.DUPLICATE_ORDER)
         open_ids = {o.client_order_id for o in self.orders_of(account_key, symbol)}
         if above.client_order_id == below.client_order_id or {above.client_order_id, below.client_order_id} & open_ids:
@@ -304,11 +304,14 @@ class MatchingEngine:
         stop_order, limit_order = order_list.orders
         limit_order.locked = amount
         self.order_lists[order_list.order_list_id] = order_list
-        self.list_by_client_id[(account_key, symbol, list_client_order_id)] = order_list.order_list_id
+        self.list_by_client_id[(account_key, list_client_order_id)] = order_list.order_list_id
         if len(self.order_lists) > FINISHED_ORDERS_KEPT:
             oldest = next(iter(self.order_lists.values()))
-            if not oldest.is_open:
+            if not oldest.is_open:  # bounded like finished orders; an open list is never forgotten
                 self.order_lists.popitem(last=False)
+                key = (oldest.account, oldest.list_client_order_id)
+                if self.list_by_client_id.get(key) == oldest.order_list_id:
+                    del self.list_by_client_id[key]
         for order in order_list.orders:
             self._report(order, "NEW")
         self.outbox.append(ListStatus(order_list, now, order_list.list_status_type, order_list.list_order_status))
@@ -357,11 +360,10 @@ class MatchingEngine:
 
     def find_order_list(self, account_key: str, order_list_id: int | None, list_client_order_id: str | None,
                         symbol: str | None = None) -> OrderList:
-        """By id, or by client id; with both, the id is looked up and the client id must match it."""
+        """By id, or by client id; with both, the id is looked up and the client id must match it
+        (rest-api.md, "Cancel Order list": "If both conditions are not met the request will be rejected")."""
         if order_list_id is None:
-            keys = [k for k in self.list_by_client_id if k[0] == account_key and k[2] == list_client_order_id
-                    and (symbol is None or k[1] == symbol)]
-            order_list_id = self.list_by_client_id[keys[-1]] if keys else None
+            order_list_id = self.list_by_client_id.get((account_key, list_client_order_id))
         order_list = self.order_lists.get(order_list_id)
         if order_list is None or order_list.account != account_key or (symbol and order_list.symbol != symbol) \
                 or (list_client_order_id is not None and order_list.list_client_order_id != list_client_order_id):

@@ -17,9 +17,6 @@ from .units import format_amount, parse_amount
 from .venue import Venue, wall_ms, wall_us
 
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-# Requests the venue forwards to its matching engine: each is audited, and each meets the
-# second recvWindow check (and the matching-delay fault) on its way there.
-MATCHING_ENGINE_ACTIONS = ("new", "cancel", "cancel_all", "new_order_list", "cancel_order_list")
 UNFILLED_ORDER_COUNT = {"new": 1, "new_order_list": 2}  # rest-api.md: "Unfilled Order Count: 2" for an OCO
 
 
@@ -32,8 +29,14 @@ class Call:
     raw_query: str
     raw_body: str
     account: Account | None = None
-    deadline_us: int | None = None  # timestamp + recvWindow of a signed request
+    timestamp_us: int | None = None  # of a signed request that passed the receipt check
+    recv_window_us: int = timing.DEFAULT_RECV_WINDOW_US
     forwarded_us: int | None = None  # when it went on to the matching engine
+
+    @property
+    def deadline_us(self) -> int | None:
+        """timestamp + recvWindow: the matching engine refuses the request after it."""
+        return None if self.timestamp_us is None else self.timestamp_us + self.recv_window_us
 
     def client_id(self, name: str) -> str:
         """A client order id parameter, or a venue-made one when not sent."""
@@ -155,7 +158,7 @@ class RestApi:
                     call.account = self._authenticate(call)
                 if audit in UNFILLED_ORDER_COUNT:
                     self._count_order(call, headers, UNFILLED_ORDER_COUNT[audit])
-                if audit:
+                if audit:  # the audited requests are the ones forwarded to the matching engine
                     if self.venue.matching_delay_ms:
                         await _delay_us(self.venue.matching_delay_ms * 1000)
                     call.forwarded_us = wall_us()
@@ -200,7 +203,7 @@ class RestApi:
         timestamp_us = timing.timestamp_us(timestamp)
         recv_window_us = timing.recv_window_us(call.get("recvWindow"))
         timing.check_at_receipt(timestamp_us, recv_window_us, wall_us())
-        call.deadline_us = timestamp_us + recv_window_us
+        call.timestamp_us, call.recv_window_us = timestamp_us, recv_window_us
         return account
 
     def _count_order(self, call: Call, headers: dict, orders: int) -> None:
@@ -220,7 +223,11 @@ class RestApi:
         # The sender's clock when it signed (client_ts_ms; client_ts_us exact) and the recvWindow
         # it gave (recv_window_ms): the drill checker judges a send against the sender's lease by
         # these, not by when the venue happened to receive it.
-        record.update(timing.audit_fields(p))
+        if call.timestamp_us is not None:  # parsed already (the exact decimal: n/1000 is float(text))
+            record.update(client_ts_ms=call.timestamp_us // 1000, client_ts_us=call.timestamp_us,
+                          recv_window_ms=call.recv_window_us / 1000)
+        else:
+            record.update(timing.audit_fields(p))
         if call.forwarded_us is not None:
             record["forwarded_us"] = call.forwarded_us
         if action == "new":

@@ -36,7 +36,7 @@ class SymbolSpec:
             "quoteCommissionPrecision": 8,
             "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
             "icebergAllowed": False,
-            "ocoAllowed": False,
+            "ocoAllowed": True,  # POST /api/v3/orderList/oco (LIMIT_MAKER with STOP_LOSS or STOP_LOSS_LIMIT)
             "otoAllowed": False,
             "quoteOrderQtyMarketAllowed": True,
             "allowTrailingStop": False,
