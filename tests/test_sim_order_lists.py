@@ -122,6 +122,9 @@ async def test_oco_rests_both_legs_and_a_fill_of_one_expires_the_other(sim, clie
         assert (new_below["g"], new_below["o"], new_below["P"], new_below["w"]) == (
             list_id, "STOP_LOSS_LIMIT", "59000.00000000", False)
         assert (new_above["g"], new_above["w"]) == (list_id, True)
+        for event in (new_below, new_above):  # a NEW report: no trade yet, so `N` is null as documented
+            assert_shape({"subscriptionId": stream.subscription_id, "event": event},
+                         fixture("execution_report_event.json"))
         started = await stream.until(is_list_status("EXECUTING"))
         assert_shape({"subscriptionId": stream.subscription_id, "event": started}, fixture("list_status_event.json"))
         assert (started["g"], started["c"], started["l"], started["C"]) == (list_id, "OCO", "EXEC_STARTED", "t1-list")
