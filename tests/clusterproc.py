@@ -74,10 +74,14 @@ def role(status: dict | None) -> str | None:
     return status["ha"]["role"] if status else None
 
 
+ACKNOWLEDGED = ("NEW", "PARTIALLY_FILLED")
+
+
 def quoting_primary(statuses: dict) -> str | None:
-    """The one node quoting both sides, if exactly one is."""
+    """The one node quoting both sides with orders the venue has acknowledged, if exactly one is
+    (an order merely sent may yet be refused: it is no quote)."""
     quoting = [n for n, s in statuses.items() if s and role(s) == "primary" and s["strategy"]["quoting"]
-               and {o["side"] for o in s["orders"]} == {"BUY", "SELL"}]
+               and {o["side"] for o in s["orders"] if o["status"] in ACKNOWLEDGED} == {"BUY", "SELL"}]
     return quoting[0] if len(quoting) == 1 else None
 
 

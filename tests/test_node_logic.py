@@ -1179,3 +1179,46 @@ def test_a_failed_cancel_returns_the_order_to_working():
     oms.on_cancel_failed(cid(1), 2.5)
     assert oms.get(cid(1)).status is Status.NEW
     assert list(oms.working().values()) == [oms.get(cid(1))]
+
+
+class TestInFlightAwareness:
+    """A cancel that overtakes its order's send must not declare the order gone."""
+
+    def test_a_cancel_answered_unknown_before_the_send_leaves_the_order_live_until_its_fence_passes(self):
+        oms = Oms(NODE)
+        o = order(cid(1), sent_at=1.0)
+        o.accept_by = 1.8  # the venue refuses it from then on
+        oms.on_sent(o)
+        oms.on_cancel_sent(cid(1), 1.1)
+        oms.on_cancel_unknown_order(cid(1), 1.2)  # the cancel reached the venue first
+        assert oms.get(cid(1)) is not None and oms.get(cid(1)).status is Status.UNKNOWN
+        oms.reconcile([], 1.5, 0.0)  # a listing without it proves nothing yet either
+        assert oms.get(cid(1)) is not None
+        oms.reconcile([], 1.9, 0.0)  # past its fence: it can no longer land
+        assert oms.get(cid(1)) is None
+
+    def test_an_acknowledged_order_is_gone_on_unknown_order_as_before(self):
+        oms = Oms(NODE)
+        o = order(cid(1), sent_at=1.0)
+        o.accept_by = 9.0
+        oms.on_sent(o)
+        oms.on_reply(reply(cid(1)), 1.05)
+        oms.on_cancel_unknown_order(cid(1), 1.2)
+        assert oms.get(cid(1)) is None
+
+
+class TestCancelAllReply:
+    """Binance documents `DELETE /api/v3/openOrders` as a mix of orders and order lists."""
+
+    def test_order_lists_in_the_cancel_all_reply_are_flattened_to_their_legs(self):
+        from pathlib import Path
+
+        from understudy.node.rest import _cancel_list_decoder
+
+        fixture = Path(__file__).parent / "fixtures" / "binance" / "delete_open_orders.json"
+        entries = _cancel_list_decoder.decode(fixture.read_bytes())
+        flat = [report for entry in entries for report in entry.cancelled_orders()]
+        assert any(entry.contingencyType for entry in entries), "the fixture has an order list"
+        assert all(report.orderId and report.origClientOrderId for report in flat)
+        lists = [e for e in entries if e.contingencyType]
+        assert len(flat) == len(entries) - len(lists) + sum(len(e.orderReports) for e in lists)

@@ -159,3 +159,80 @@ class RoleMachine(RuleBasedStateMachine):
 
 RoleMachine.TestCase.settings = hsettings(max_examples=300, stateful_step_count=40, deadline=None)
 test_role_machine = RoleMachine.TestCase
+
+
+# -- a lock held by a node that cannot trade is handed on --------------------------
+H = r.Settings(node="sg-1", peer="sg-2", silence_s=1.0, handover_after_s=2.0)
+
+
+def _halted_primary(at: float = 10.0):
+    """sg-1 holds epoch 9, quoting, then goes halted at `at` (its venue path went down); sg-2 is a ready standby."""
+    state, _ = run([r.Started(0), r.HealthChanged(0.1, True), r.PeerHeard(0.2, "standby", None, True),
+                    r.Tick(0.3), r.LeaseAcquired(0.4, 9), r.ProtectiveCancelDone(0.5), r.Reconciled(0.6)],
+                   settings=H)
+    assert state.role is r.Role.PRIMARY
+    state, _ = run([r.HealthChanged(at, False, "venue (venue-unreachable)")], settings=H, state=state)
+    assert state.role is r.Role.HALTED
+    return state
+
+
+def _beats(state, start: float, end: float, role="standby", ready=True, **kw):
+    t, events = start, []
+    while t <= end:
+        events += [r.PeerHeard(t, role, kw.get("epoch"), ready, nofailover=kw.get("nofailover", False)), r.Tick(t)]
+        t = round(t + 0.1, 3)
+    return run(events, settings=H, state=state)
+
+
+def test_a_halted_primary_hands_the_lock_to_a_ready_standby_after_the_bound():
+    state = _halted_primary(10.0)
+    state, actions = _beats(state, 10.1, 11.9)
+    assert state.role is r.Role.HALTED and not actions  # within the bound: it may recover by itself
+    state, actions = _beats(state, 12.0, 12.0)
+    assert state.role is r.Role.HANDING_OVER and state.switchover_to == "sg-2"
+    assert r.CancelOwnOrders(9, confirm=False) in actions and r.StopQuoting() in actions
+    assert reasons(actions) == ["cannot trade for 2.000 s (not healthy enough to trade: venue (venue-unreachable)) "
+                                "while sg-2 is ready: handing the lock over"]
+    state, actions = run([r.OwnOrdersCancelled(12.5)], settings=H, state=state)
+    assert state.role is r.Role.STANDBY and actions[0] == r.ReleaseLock("sg-2")
+
+
+def test_a_takeover_stuck_in_its_steps_is_handed_on_too():
+    state, _ = run([r.Started(0), r.HealthChanged(0.1, True), r.PeerHeard(0.2, "standby", None, True),
+                    r.Tick(0.3), r.LeaseAcquired(0.4, 9)], settings=H)
+    assert (state.role, state.phase) == (r.Role.PRIMARY, r.Phase.PROTECTIVE_CANCEL)
+    state, actions = _beats(state, 0.5, 2.5)
+    assert state.role is r.Role.HANDING_OVER
+    assert "takeover stuck in protective-cancel" in reasons(actions)[0]
+
+
+def test_no_hand_over_to_a_peer_that_cannot_take_it_or_after_a_panic_stop():
+    for kwargs in ({"ready": False}, {"role": "candidate"}, {"nofailover": True}):
+        state, actions = _beats(_halted_primary(10.0), 10.1, 15.0, **kwargs)
+        assert state.role is r.Role.HALTED and not reasons(actions), kwargs
+    # A silent peer: nobody to hand to.
+    state, actions = run([r.Tick(13.0), r.Tick(14.0)], settings=H, state=_halted_primary(10.0))
+    assert state.role is r.Role.HALTED
+    # Paused: no automatic moves of the lock.
+    paused, _ = run([r.PauseChanged(10.05, True)], settings=H, state=_halted_primary(10.0))
+    state, actions = _beats(paused, 10.1, 15.0)
+    assert state.role is r.Role.HALTED
+    # A PanicStop is latched here: handing over would let the peer undo it.
+    panicked, _ = run([r.HealthChanged(10.05, False, "risk", panicked=True)], settings=H, state=_halted_primary(10.0))
+    state, actions = _beats(panicked, 10.1, 15.0)
+    assert state.role is r.Role.HALTED
+
+
+def test_a_standby_contends_when_its_peer_is_fenced_without_a_lease_for_the_bound():
+    start, _ = run([r.Started(0), r.HealthChanged(0.1, True)], settings=H)
+    state, actions = _beats(start, 0.2, 2.1, role="primary", epoch=5)
+    state, actions = _beats(state, 2.2, 4.1, role="fenced")  # stuck cancelling: its venue path is down
+    assert state.role is r.Role.STANDBY
+    state, actions = _beats(state, 4.2, 4.2, role="fenced")
+    assert state.role is r.Role.CANDIDATE and reasons(actions) == [
+        "peer sg-2 fenced without a lease for 2.000 s: contending for the lock"]
+    # A fenced peer heard holding a lease again in between resets the clock.
+    state, _ = _beats(start, 0.2, 1.0, role="fenced")
+    state, _ = _beats(state, 1.1, 1.1, role="halted", epoch=6)
+    state, actions = _beats(state, 1.2, 3.0, role="fenced")
+    assert state.role is r.Role.STANDBY

@@ -20,6 +20,7 @@ two clocks' worst-case rate difference. The best of the recent samples
 (least uncertain now) is the estimate: a slow round trip does not spoil a
 good one.
 """
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -104,9 +105,9 @@ class VenueClock:
         if self.problem(now) is not None:
             return None
         est = self.estimate(now)
-        timestamp = int(now * 1000.0 + est.offset_ms)
+        timestamp = math.floor(now * 1000.0 + est.offset_ms)
         window_ms = min(cap_ms, lease_left_s * 1000.0 - est.uncertainty_ms)
-        window_ms = int(window_ms * 1000) / 1000
+        window_ms = math.floor(window_ms * 1000) / 1000
         if window_ms < MIN_WINDOW_MS:
             return None
         return Fence(timestamp, window_ms, now + (window_ms + est.uncertainty_ms) / 1000.0)
