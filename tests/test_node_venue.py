@@ -237,3 +237,40 @@ async def test_every_risk_limit_refuses_at_the_gate(harness, quiet_sim, limit, c
     await harness.gate.send(accepted)
     assert accepted.status is Status.NEW
     assert [r["client_order_id"] for r in quiet_sim.audit_records()] == [accepted.client_id]
+
+
+# -- the recvWindow fence: the venue itself refuses an order that outlives its lease -------
+async def _matching_delay(harness, sim, ms: int) -> None:
+    async with harness.rest._session.post(f"{sim.base_url}/sim/v1/faults", json={"matching_delay_ms": ms}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_an_order_reaching_the_matching_engine_after_its_lease_is_refused_by_the_venue(harness, quiet_sim):
+    await _matching_delay(harness, quiet_sim, 400)
+    harness.lease = Lease(3, time.monotonic() + 0.25)  # ends while the order waits for the matching engine
+    order = harness.order("SELL", 60100.0, 0.001)
+    with pytest.raises(ve.TimestampRejected) as refused:
+        await harness.gate.send(order)
+    assert refused.value.code == -1021
+    assert order.status is Status.REJECTED
+    records = [r for r in quiet_sim.audit_records(None) if r.get("client_order_id") == order.client_id]
+    assert [(r["outcome"], r["code"]) for r in records] == [("rejected", -1021)]
+    assert float(records[0]["recv_window_ms"]) <= 250.0
+
+    # The same delay with a lease that outlasts it: accepted.
+    harness.lease = Lease(3, time.monotonic() + 2.0)
+    order = harness.order("SELL", 60100.0, 0.001)
+    await harness.gate.send(order)
+    assert order.status is Status.NEW
+    await _matching_delay(harness, quiet_sim, 0)
+
+
+async def test_no_order_leaves_without_a_venue_clock_or_with_too_little_lease_left(harness):
+    harness.lease = Lease(3, time.monotonic() + 0.003)  # under the fence's minimum window
+    with pytest.raises(NotPermitted, match="lease-too-short"):
+        await harness.gate.send(harness.order("SELL", 60100.0, 0.001))
+    harness.lease = Lease.solo(3)
+    harness.venue_clock._samples.clear()
+    with pytest.raises(NotPermitted, match="venue-clock-unknown"):
+        await harness.gate.send(harness.order("SELL", 60100.0, 0.001))
+    assert harness.gate.sent == 0
