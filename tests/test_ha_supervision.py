@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from understudy.config import Secrets
+from understudy.coordinator.lease import Lease
 from understudy.coordinator.redis_backend import RedisBackend, RedisSettings
 from understudy.coordinator.trading_lock import TradingLock
 from understudy.failover import roles
@@ -145,3 +146,39 @@ async def test_a_role_machine_failure_is_fatal_and_ends_the_lease(controller, mo
     stop = asyncio.Event()
     await asyncio.wait_for(ha.run(stop), 5)
     assert reasons and reasons[0].startswith("role machine failed: AssertionError")
+
+
+async def test_a_lease_lost_in_the_middle_of_a_requote_places_nothing_and_raises_nothing(live_sim, tmp_path,
+                                                                                         monkeypatch):
+    """The bug: the quote loop read `self.lease.epoch` after an await; a lease lost in between
+    raised AttributeError, which the task watcher turned into a persisted PanicStop."""
+    settings = node_settings(live_sim, tmp_path, "sg-2", node={"mode": "cluster"})
+    settings["cluster"] = {"peer": "sg-1", "peer_host": "127.0.0.1", "heartbeat_key": {"env": "K"}}
+    settings["lock"] = {"backend": "redis"}
+    config = to_config(settings)
+    key, secret = live_sim.accounts[0]
+    engine = NodeEngine(config, Secrets(key, secret, "admin", None, KEY))
+    holder = types.SimpleNamespace(lease=Lease(5, time.monotonic() + 60))
+    engine.trading_lock = holder
+    engine.trading_enabled = True
+    await asyncio.wait_for(engine.start(), 20)
+    try:
+        deadline = time.monotonic() + 10
+        while len(engine.oms.working()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert engine.oms.working(), "the engine never quoted"
+        for o in engine.oms.working().values():
+            o.price_ticks += 10_000  # every quote looks stale: the requote cancels and places
+        real_cancel = engine._cancel
+
+        async def cancel_losing_the_lease(client_id):
+            holder.lease = None  # the renewer lost the lock while this requote was under way
+            await real_cancel(client_id)
+
+        monkeypatch.setattr(engine, "_cancel", cancel_losing_the_lease)
+        sent = engine.gate.sent
+        await engine.requote()
+        assert engine.gate.sent == sent and engine.panic_reason is None
+    finally:
+        engine.trading_enabled = False
+        await asyncio.wait_for(engine.stop(), 15)
