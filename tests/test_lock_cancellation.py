@@ -195,3 +195,24 @@ async def test_a_real_redis_frozen_mid_renewal_cannot_hold_close_or_acquire_past
         await other.backend.close()
     finally:
         redis.kill()
+
+
+async def test_a_service_that_is_not_redis_on_the_lock_port_is_nonsense_not_silence():
+    """What a misrouted lock address answers: an HTTP server's reply to RESP."""
+
+    async def http_server(reader, writer):
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(http_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = RedisBackend(RedisSettings(port=port, key_prefix="garbage"))
+    try:
+        with pytest.raises(BackendNonsense, match="renew"):
+            await backend.renew("sg-1", 7, TTL, time.monotonic() + 1.0)
+    finally:
+        await backend.close()
+        server.close()
+        await server.wait_closed()
