@@ -254,6 +254,10 @@ def plot(result: DrillResult, path: Path) -> None:
             xs.append(at - t0)
             ys.append(live)
         ax_orders.step(xs + [ev.ended - t0], ys + [live], where="post", label=node)
+    refused = [o.recv - t0 for o in ev.orders if is_late_refusal(o)]
+    if refused:  # the recvWindow fence at work: the venue refusing orders that arrived too late
+        ax_orders.scatter(refused, [0] * len(refused), marker="x", color="#de2d26", zorder=3,
+                          label=f"refused late ({OUTSIDE_RECV_WINDOW})")
     ax_orders.set_ylabel("live orders")
     ax_orders.set_xlabel("seconds since the drill started")
     ax_orders.legend(fontsize=7, loc="upper left")
