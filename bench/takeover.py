@@ -132,10 +132,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drills", type=int, default=20, help="drills of each kind")
     parser.add_argument("--quick", action="store_true", help="3 drills of each kind")
+    parser.add_argument("--keep", type=Path, help="run in this directory and keep it (logs, audit) afterwards")
     args = parser.parse_args()
     n = 3 if args.quick else args.drills
     with tempfile.TemporaryDirectory() as tmp:
-        demo = Demo(Path(tmp) / "takeover")
+        demo = Demo(args.keep or Path(tmp) / "takeover")
         try:
             demo.start()
             results = asyncio.run(_drills(demo, n))

@@ -408,17 +408,17 @@ def _order_list_swept(d: Drill, ev: Evidence) -> None:
     d.expect(d.order_list_open.get("after the takeover") is False, "the order list was still open after the takeover")
 
 
-# The list goes on the book just after the kill, in the standby's silence window: a live primary
-# sweeps every open order that names no epoch of its own (node/engine.py, "or not ours at all"), so a
-# list placed before the kill would be gone before it. Nobody holds the lock meanwhile: it rests.
+# The list goes on the book while the primary quotes: a primary leaves other clients' orders
+# alone (only older epochs are swept), so it rests until the takeover's protective cancel-all.
 @scenario(failover=REQUIRED, after=_order_list_swept)
 async def order_list_at_takeover(d: Drill) -> None:
-    """SIGKILL the primary and rest an OCO on the symbol from another client of the pair's account: the standby takes over, its protective cancel takes the order list too (order-list entries in the cancel-all reply), and it quotes."""
+    """An OCO from another client of the pair's account rests on the symbol when the primary is SIGKILLed: the standby takes over, its protective cancel takes the order list too (order-list entries in the cancel-all reply), and it quotes."""
     primary, standby = d.roles_at_fault = await _pair(d)
-    d.fault(f"SIGKILL {primary}, then an order list rests on the account")
-    d.kill(primary)
     await d.rest_order_list()
+    await asyncio.sleep(0.5)  # long enough for a primary that swept it to have done so
     await d.look_at_order_list("before the takeover")
+    d.fault(f"SIGKILL {primary} with an order list resting on the account")
+    d.kill(primary)
     await d.wait_quoting(standby, 15)
     await d.look_at_order_list("after the takeover")
     d.start(primary)

@@ -222,6 +222,7 @@ class FailoverController:
             self._acquiring = None
         elif isinstance(action, roles.ProtectiveCancel):
             self.timings["acquired"] = now
+            self.handover_to = None  # whatever this node handed over before, it holds the lock now
             self._spawn(self._step(self.engine.protective_cancel, roles.ProtectiveCancelDone, "protective cancel",
                                    lambda older_left: older_left == 0), "protective-cancel")
         elif isinstance(action, roles.Reconcile):

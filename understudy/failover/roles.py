@@ -254,7 +254,8 @@ def step(settings: Settings, state: State, event) -> tuple[State, list]:
         if role is Role.CANDIDATE and event.role in (Role.PRIMARY.value, Role.HALTED.value):
             return _move(state, Role.STANDBY, now, f"peer {settings.peer} speaks again as {event.role}",
                          [StopAcquiring()])
-        if role is Role.STANDBY and event.handover_to == settings.node and not settings.nofailover:
+        if (role is Role.STANDBY and event.handover_to == settings.node and not settings.nofailover
+                and event.role not in (Role.PRIMARY.value, Role.HALTED.value)):  # a stale marker of a holder
             return _move(state, Role.CANDIDATE, now, f"peer {settings.peer} hands the lock over to us",
                          [StartAcquiring()])
         return state, []

@@ -81,6 +81,7 @@ class NodeEngine:
         self.supervisor = Supervisor(self._fatal)
         self.on_fatal = None  # set by the process (run.py): ends the lease and makes the node exit
         self.orphan_sweeps_failed = 0
+        self._foreign_seen: set[str] = set()  # other clients' orders already reported
 
     @property
     def role(self) -> str:
@@ -297,14 +298,24 @@ class NodeEngine:
         return not self.solo and lease is not None and self.clock() < lease.safe_deadline
 
     def _older_epoch(self, client_ids: list[str]) -> list[str]:
+        """Understudy's orders of an epoch before ours. Orders that name no epoch are another
+        client's of the same account (the desk's own, an OCO): the takeover's protective
+        cancel-all takes them, but a primary does not fight them afterwards."""
         epoch = self.lease.epoch
-        return [cid for cid in client_ids
-                if (parsed := client_ids_mod.parse(cid)) is None or parsed.epoch < epoch]
+        older = []
+        for cid in client_ids:
+            parsed = client_ids_mod.parse(cid)
+            if parsed is not None and parsed.epoch < epoch:
+                older.append(cid)
+            elif parsed is None and cid not in self._foreign_seen:
+                self._foreign_seen.add(cid)
+                log.warning("an open order that is not Understudy's rests on the account; left alone",
+                            client_id=cid)
+        return older
 
     async def sweep_orphans(self, client_ids: list[str]) -> int:
         """The fencing a venue without fencing tokens allows: the lock holder
-        cancels any order of an older epoch (or not ours at all), by client
-        id, whenever one shows up — in the protective cancel's listing, on
+        cancels any order of an older epoch, by client id, whenever one shows up — in the protective cancel's listing, on
         the user data stream, in a reconcile — from the moment it holds the
         lock, not only once it quotes. Returns how many it found."""
         if not self.holds_lock():
@@ -355,7 +366,7 @@ class NodeEngine:
     def venue_problem(self) -> str | None:
         """Why orders cannot reach the venue now: its REST path down, a ban, or its clock unknown."""
         now = self.clock()
-        if self.rest is not None and self.rest.blocked_until > now:
+        if self.rest is not None and self.rest.banned_until > now:
             return "venue-banned"
         return self.venue_clock.problem(now)
 

@@ -51,6 +51,9 @@ class VenueRest:
         self._venue_time_ms = venue_time_ms or (lambda: time.time() * 1000)
         self.used_weight = 0
         self.blocked_until = 0.0  # monotonic
+        # An IP ban (HTTP 418) as opposed to throttling (429, -1015): the node cannot trade until
+        # it ends, which is what readiness and the hand-over bound are about.
+        self.banned_until = 0.0
         self.requests_sent = 0
         self.errors_by_code: dict[int, int] = {}
 
@@ -92,6 +95,8 @@ class VenueRest:
         self.errors_by_code[error.code] = self.errors_by_code.get(error.code, 0) + 1
         if isinstance(error, ve.RateLimited):
             self.blocked_until = time.monotonic() + error.retry_after_s
+            if error.http_status == 418:
+                self.banned_until = self.blocked_until
         raise error
 
     async def _retrying(self, method: str, path: str, params: dict | None = None, signed: bool = False,
