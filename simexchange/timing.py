@@ -51,7 +51,6 @@ DEFAULT_RECV_WINDOW_US = 5_000_000
 MAX_RECV_WINDOW_US = 60_000_000
 AHEAD_TOLERANCE_US = 1_000_000  # "timestamp < (serverTime + 1 second)"
 
-_TIMESTAMP = re.compile(r"[0-9]{1,20}")  # LONG
 _RECV_WINDOW = re.compile(r"([0-9]{1,12})(?:\.([0-9]+))?")  # DECIMAL, milliseconds
 
 
@@ -65,7 +64,8 @@ def _text(value) -> str:
 def timestamp_us(value) -> int:
     """`timestamp` (milliseconds or microseconds) in microseconds. Raises -1100 on junk."""
     text = _text(value)
-    if not _TIMESTAMP.fullmatch(text):
+    # isdigit() alone takes other scripts' digits, which int() would read.
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
         raise errors.bad_param("timestamp")
     number = int(text)
     return number if number >= MICROSECONDS_FROM else number * 1000
@@ -78,7 +78,13 @@ def recv_window_us(value) -> int:
     fourth decimal -1111 (BAD_PRECISION), more than 60000 ms -1131."""
     if value is None:
         return DEFAULT_RECV_WINDOW_US
-    match = _RECV_WINDOW.fullmatch(_text(value))
+    text = _text(value)
+    if text.isascii() and text.isdigit() and len(text) <= 12:  # whole milliseconds, the common case
+        window = int(text) * 1000
+        if window > MAX_RECV_WINDOW_US:
+            raise errors.recv_window_too_large()
+        return window
+    match = _RECV_WINDOW.fullmatch(text)
     if not match:
         raise errors.bad_param("recvWindow")
     whole, fraction = match.groups()
