@@ -53,6 +53,8 @@ class Supervisor:
 
     def spawn(self, name: str, run: Callable[[], Awaitable], policy: Policy) -> asyncio.Task:
         """Starts `run()` under `policy`. `run` is a factory: a restart calls it again."""
+        if not callable(run):
+            raise TypeError(f"{name}: supervise a function that makes the coroutine, not a coroutine")
         task = asyncio.get_running_loop().create_task(self._supervise(name, run, policy), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -186,10 +186,10 @@ class NodeEngine:
         self._spawn(self._quote_loop, "quoter")
         self._evaluate_quoting()
 
-    def _spawn(self, run, name: str) -> None:
+    def _spawn(self, run, name: str) -> asyncio.Task:
         """Every engine loop is restartable (`run` makes a fresh one): its state lives in the OMS,
         the book and the account, not in the loop."""
-        self.supervisor.spawn(name, run, Policy.RESTART)
+        return self.supervisor.spawn(name, run, Policy.RESTART)
 
     def _fatal(self, reason: str) -> None:
         """A loop that cannot be kept alive: stop sending at once, then let the process end us."""
