@@ -21,6 +21,7 @@ from understudy.node.engine import NodeEngine
 from understudy.supervision import Limits, Policy, Supervisor
 
 from .nodeproc import node_settings, to_config
+from .simproc import RestClient
 
 KEY = b"k" * 32
 
@@ -181,4 +182,33 @@ async def test_a_lease_lost_in_the_middle_of_a_requote_places_nothing_and_raises
         assert engine.gate.sent == sent and engine.panic_reason is None
     finally:
         engine.trading_enabled = False
+        await asyncio.wait_for(engine.stop(), 15)
+
+
+async def test_an_older_epochs_order_is_swept_from_the_moment_the_lock_is_held_not_only_once_quoting(
+        live_sim, tmp_path):
+    """The bug: the sweep was gated on trading being enabled, so during the takeover steps an
+    order that landed from a frozen ex-primary rested until the next periodic reconcile."""
+    settings = node_settings(live_sim, tmp_path, "sg-2", node={"mode": "cluster"})
+    settings["cluster"] = {"peer": "sg-1", "peer_host": "127.0.0.1", "heartbeat_key": {"env": "K"}}
+    settings["lock"] = {"backend": "redis"}
+    key, secret = live_sim.accounts[0]
+    engine = NodeEngine(to_config(settings), Secrets(key, secret, "admin", None, KEY))
+    engine.trading_lock = types.SimpleNamespace(lease=Lease(5, time.monotonic() + 60))
+    await asyncio.wait_for(engine.start(), 20)  # holds epoch 5, not trading: as in the takeover steps
+    try:
+        old = RestClient(engine.rest._session, live_sim.base_url, key, secret)
+        mid = engine.book.mid()
+        stale_id, foreign_id = "e1.sg-1.lq2x9k0_1", "desk-manual-1"
+        for cid, price in ((stale_id, mid * 0.98), (foreign_id, mid * 0.97)):
+            await old.ok("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT_MAKER",
+                                                   "quantity": "0.001", "price": f"{price:.2f}",
+                                                   "newClientOrderId": cid}, signed=True)
+        assert not engine.trading_enabled
+        await engine.sweep_orphans([stale_id, foreign_id])
+        open_ids = {o.clientOrderId for o in await engine.rest.open_orders("BTCUSDT")}
+        assert stale_id not in open_ids, "the older epoch's order still rests beside the new holder"
+        assert foreign_id in open_ids, "another client's order is not the sweep's to cancel"
+        assert engine.orphans_cancelled >= 1  # the user stream's NEW report may have swept it first
+    finally:
         await asyncio.wait_for(engine.stop(), 15)
