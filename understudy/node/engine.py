@@ -239,8 +239,7 @@ class NodeEngine:
     def _unresolved_sends(self) -> float:
         """When the last send whose outcome is unknown stops being acceptable to the venue (0 if none)."""
         now = self.clock()
-        return max((o.accept_by for o in self.oms.live.values()
-                    if o.acked_at is None and o.order_id is None and o.accept_by > now), default=0.0)
+        return max((o.accept_by for o in self.oms.live.values() if o.may_still_land(now)), default=0.0)
 
     # -- the venue's clock -------------------------------------------------------
     def _venue_time_ms(self) -> float:
