@@ -191,14 +191,20 @@ class NodeEngine:
         the book and the account, not in the loop."""
         return self.supervisor.spawn(name, run, Policy.RESTART)
 
-    def _fatal(self, reason: str) -> None:
-        """A loop that cannot be kept alive: stop sending at once, then let the process end us."""
+    def stop_sending(self, reason: str) -> None:
+        """No order leaves from this instant on, whatever else is still running."""
         self.trading_enabled = False
         self.quoting = False
         if self.gate is not None:
-            self.gate.close(f"fatal: {reason}")
+            self.gate.close(reason)
+
+    def _fatal(self, reason: str) -> None:
+        """A loop that cannot be kept alive: the process's handler stops sending, ends the lease
+        and makes the node exit (alone, as in a benchmark, it only stops sending)."""
         if self.on_fatal is not None:
             self.on_fatal(reason)
+        else:
+            self.stop_sending(f"fatal: {reason}")
 
     async def stop(self) -> None:
         """Stops quoting, cancels this node's orders, closes connections."""
@@ -374,10 +380,14 @@ class NodeEngine:
             asyncio.get_running_loop().create_task(self._safe_reconcile())
 
     async def _safe_reconcile(self) -> None:
+        """A one-shot task: nothing may escape it unseen; the reconcile loop tries again anyway."""
         try:
             await self.reconcile()
         except ve.VenueError as exc:
             log.warning("reconcile after resubscribe failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001
+            self.supervisor.failures["reconcile-after-resubscribe"] += 1
+            log.exception("reconcile after resubscribe failed unexpectedly", error=repr(exc))
 
     # -- stream callbacks --------------------------------------------------------
     def _on_execution(self, report: ExecutionReport) -> None:
@@ -396,6 +406,7 @@ class NodeEngine:
             await self.sweep_orphans([client_id])
         except Exception as exc:  # noqa: BLE001 - a one-shot sweep; the reconcile loop sweeps again
             self.orphan_sweeps_failed += 1
+            self.supervisor.failures["orphan-sweep"] += 1
             log.exception("orphan sweep failed", client_id=client_id, error=repr(exc))
 
     def _on_position(self, event: AccountPosition) -> None:

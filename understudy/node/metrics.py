@@ -152,6 +152,8 @@ class EngineCollector:
                         dict(e.filled_qty))
         yield _counter("understudy_orphans_cancelled", "older-epoch orders this node cancelled", node,
                        e.orphans_cancelled)
+        yield _counter("understudy_orphan_cancel_failures", "older-epoch orders whose cancel failed (swept again "
+                       "at the next sighting or reconcile)", node, e.orphan_sweeps_failed)
         yield from self._venue_clock(e, node)
         yield _labelled(CounterMetricFamily, "understudy_task_failures", "unexpected failures of supervised tasks, "
                         "by task", node, "task", {**e.supervisor.failures,

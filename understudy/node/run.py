@@ -30,10 +30,7 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         """Supervision gave up on a loop: the lease ends now (no order may leave from here on,
         whatever else is still running), then the process stops and exits non-zero for systemd."""
         fatal.append(reason)
-        engine.trading_enabled = False
-        engine.quoting = False
-        if engine.gate is not None:
-            engine.gate.close(f"fatal: {reason}")
+        engine.stop_sending(f"fatal: {reason}")
         if controller is not None and controller.lock.lease is not None:
             ended_epoch.append(controller.lock.lease.epoch)
             controller.lock.lease = None

@@ -87,7 +87,9 @@ class VenueClock:
 
     def problem(self, now: float) -> str | None:
         """Why the venue's time is not known well enough to fence orders with, or None."""
-        est = self.estimate(now)
+        return self._problem(now, self.estimate(now))
+
+    def _problem(self, now: float, est: Estimate | None) -> str | None:
         if est is None:
             return "venue-clock-unknown"
         if est.uncertainty_ms > self.max_uncertainty_ms:
@@ -102,9 +104,9 @@ class VenueClock:
         ends; None when no such window is left or the clock is not known
         well enough. `timestamp` is rounded down and `recvWindow` down to
         the microsecond, both of which only shorten the window."""
-        if self.problem(now) is not None:
+        est = self.estimate(now)  # once: this is on every order's path
+        if self._problem(now, est) is not None:
             return None
-        est = self.estimate(now)
         timestamp = math.floor(now * 1000.0 + est.offset_ms)
         window_ms = min(cap_ms, lease_left_s * 1000.0 - est.uncertainty_ms)
         window_ms = math.floor(window_ms * 1000) / 1000
