@@ -28,7 +28,8 @@ command -v systemd-nspawn >/dev/null || missing_debs+=(systemd-container)
 # The chaos drills cut the heartbeat link with netfilter rules inside network namespaces,
 # and build toxiproxy's server with Go (below) when it is not there yet.
 command -v iptables >/dev/null || missing_debs+=(iptables)
-if [ ! -x .tools/bin/toxiproxy-server ] && ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
+if { [ ! -x .tools/bin/toxiproxy-server ] || [ ! -x .tools/bin/consul ]; } && ! command -v go >/dev/null \
+   && [ ! -x /usr/local/go/bin/go ]; then
   missing_debs+=(golang-go)
 fi
 if [ ${#missing_debs[@]} -gt 0 ]; then
@@ -72,4 +73,49 @@ if [ ! -x .tools/bin/toxiproxy-server ]; then
     "$go_cmd" install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
   mkdir -p .tools/bin
   ln -sfn "../toxiproxy-$toxiproxy_version/server" .tools/bin/toxiproxy-server
+fi
+
+# Consul's server (the Consul lock backend's tests, drills, demo and benchmark): v1.15.4, the last
+# MPL-2.0 release (later ones are under the BSL: not used). Its module on the Go module proxy has no
+# nested modules, so the in-tree `replace` directives go and the published MPL-2.0 submodules come
+# in their place (api v1.25.1, as the 1.15 branch later pinned). The Go toolchain checks every module
+# against the checksum database; the Consul module itself must also match the hash pinned here, and
+# each hashicorp/consul module must carry the MPL-2.0 licence. About 2.5 min on two cores, once.
+consul_version=v1.15.4
+consul_sum="h1:LTv+RcCUdZtNxMlSHbiOqgnDawcgHfMAcQqlig7i5wo="
+if [ ! -x .tools/bin/consul ]; then
+  go_cmd=$(command -v go || echo /usr/local/go/bin/go)
+  go_minor=$("$go_cmd" env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  if [ "$go_minor" -lt 20 ]; then
+    echo "bootstrap: Consul $consul_version needs Go >= 1.20, found $("$go_cmd" env GOVERSION)" \
+         "(on Debian 12: golang from bookworm-backports)" >&2
+    exit 1
+  fi
+  echo "bootstrap: building consul $consul_version with $("$go_cmd" env GOVERSION) (a few minutes, once)"
+  module_json=$(GOFLAGS= "$go_cmd" mod download -json "github.com/hashicorp/consul@$consul_version")
+  got_sum=$(printf '%s' "$module_json" | sed -nE 's/^[[:space:]]*"Sum": "([^"]+)".*/\1/p')
+  if [ "$got_sum" != "$consul_sum" ]; then
+    echo "bootstrap: github.com/hashicorp/consul@$consul_version has checksum '$got_sum', expected $consul_sum" >&2
+    exit 1
+  fi
+  module_dir=$(printf '%s' "$module_json" | sed -nE 's/^[[:space:]]*"Dir": "([^"]+)".*/\1/p')
+  build_dir=.tools/build/consul-$consul_version
+  rm -rf "$build_dir" && mkdir -p .tools/build
+  cp -r "$module_dir" "$build_dir" && chmod -R u+w "$build_dir"
+  (
+    cd "$build_dir"
+    for sub in api envoyextensions proto-public sdk troubleshoot; do
+      "$go_cmd" mod edit -dropreplace="github.com/hashicorp/consul/$sub"
+    done
+    "$go_cmd" mod edit -require=github.com/hashicorp/consul/api@v1.25.1
+    GOFLAGS=-mod=mod "$go_cmd" build -trimpath -ldflags "-s -w" -o "$repo_root/.tools/consul-$consul_version/consul" .
+    GOFLAGS=-mod=mod "$go_cmd" mod verify
+    for dir in $(GOFLAGS=-mod=mod "$go_cmd" list -m -f '{{.Dir}}' all | grep '/hashicorp/consul/'); do
+      grep -q "Mozilla Public License, version 2.0" "$dir/LICENSE" \
+        || { echo "bootstrap: $dir is not under the MPL-2.0" >&2; exit 1; }
+    done
+  )
+  rm -rf "$build_dir"
+  mkdir -p .tools/bin
+  ln -sfn "../consul-$consul_version/consul" .tools/bin/consul
 fi

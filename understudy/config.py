@@ -104,7 +104,9 @@ class RedisLockSection(_Section, kw_only=True):
 
 
 class ConsulLockSection(_Section, kw_only=True):
-    url: str = "http://127.0.0.1:8500"
+    # The Consul *servers* (not a client agent: it adds its own gaps to every leader election),
+    # tried in turn; one on the witness, or the three of a cluster.
+    urls: list[str] = msgspec.field(default_factory=lambda: ["http://127.0.0.1:8500"])
     token: SecretRef | None = None  # an ACL token
     key_prefix: str = "understudy"
 
@@ -259,6 +261,12 @@ def _cross_checks(c: NodeConfig) -> list[str]:
         if renew >= lease / 2:
             problems.append(f"lock.renew_every_s: {renew} s leaves no room for a retry within the {lease:.3f} s "
                             "lease; renew at most every ttl/3")
+        if c.lock.backend == "consul":
+            if not c.lock.consul.urls:
+                problems.append("lock.consul.urls: name at least one Consul server")
+            for url in c.lock.consul.urls:
+                if not re.match(r"^https?://[^/\s]+/?$", url):
+                    problems.append(f"lock.consul.urls: expected http(s)://host:port, got {url!r}")
         if c.lock.redis.ca_file and not c.lock.redis.tls:
             problems.append("lock.redis.ca_file: set, but lock.redis.tls is false")
     if c.venue.clock_probe_interval_s * 2 > c.venue.unreachable_after_s:
@@ -274,12 +282,19 @@ def _cross_checks(c: NodeConfig) -> list[str]:
 
 
 TAKEOVER_BUDGET_S = 3.0
+# How many TTLs after a silent holder's last renewal each backend may take to free its key:
+# Consul's session timers run at twice the TTL (consul_backend.py), Redis expires keys on time.
+LOCK_FREES_AFTER_TTLS = {"redis": 1.0, "consul": 2.0}
 TAKEOVER_STEPS_S = 0.3  # protective cancel, reconcile and the first quote, with room to spare
 
 
 def takeover_estimate_s(c: NodeConfig) -> float:
     """Silence detection and the old lease's expiry run side by side."""
-    return max(c.cluster.silence_s, c.lock.ttl_s if c.lock else 0.0) + TAKEOVER_STEPS_S
+    return max(c.cluster.silence_s, lock_frees_within_s(c.lock) if c.lock else 0.0) + TAKEOVER_STEPS_S
+
+
+def lock_frees_within_s(lock: LockSection) -> float:
+    return lock.ttl_s * LOCK_FREES_AFTER_TTLS[lock.backend]
 
 
 def _timing_problems(c: NodeConfig) -> list[str]:
@@ -293,8 +308,10 @@ def _timing_problems(c: NodeConfig) -> list[str]:
     if c.lock is not None:
         estimate = takeover_estimate_s(c)
         if estimate > TAKEOVER_BUDGET_S:
+            why = (f" (Consul frees a silent holder's key up to 2 x ttl_s = {lock_frees_within_s(c.lock):.2f} s "
+                   "after its last renewal; a Consul lock wants ttl_s 0.5)") if c.lock.backend == "consul" else ""
             problems.append(f"cluster.silence_s / lock.ttl_s: takeover would take about {estimate:.2f} s, "
-                            f"over the {TAKEOVER_BUDGET_S:.0f} s budget")
+                            f"over the {TAKEOVER_BUDGET_S:.0f} s budget{why}")
     return problems
 
 

@@ -23,6 +23,12 @@ class BackendNonsense(Exception):
     trusted, so a holder gives its lease up at once rather than ride it out."""
 
 
+class BackendMisconfigured(Exception):
+    """The backend works but is set up so that the lock cannot keep its
+    promises (a Consul server whose session_ttl_min is above the lock's TTL,
+    say): a node refuses to start rather than trade on it."""
+
+
 # Calls abandoned at their deadline whose coroutine had not finished yet (a
 # cancellation swallowed below us, say): kept referenced so they are not
 # garbage-collected mid-flight, and counted for /metrics.
@@ -125,6 +131,14 @@ def next_epoch(stored: int, now_ms: int, floor: int) -> int:
 
 class LockBackend(abc.ABC):
     """What the trading lock needs from Redis or Consul."""
+
+    def frees_within_s(self, ttl_s: float) -> float:
+        """At most how long after a silent holder's last renewal the backend frees its key."""
+        return ttl_s
+
+    async def check(self, ttl_s: float, deadline: float) -> None:
+        """Raises BackendMisconfigured when the backend cannot hold a lock of `ttl_s` as promised."""
+        return None
 
     @abc.abstractmethod
     async def try_acquire(self, node: str, ttl_s: float, epoch_floor: int, deadline: float) -> int | None:

@@ -13,7 +13,7 @@ def make_backend(section: LockSection, secrets: Secrets) -> LockBackend:
                                           password=secrets.lock_password, tls=r.tls, ca_file=r.ca_file,
                                           key_prefix=r.key_prefix))
     c = section.consul
-    return ConsulBackend(ConsulSettings(url=c.url, token=secrets.lock_password, key_prefix=c.key_prefix))
+    return ConsulBackend(ConsulSettings(urls=tuple(c.urls), token=secrets.lock_password, key_prefix=c.key_prefix))
 
 
 def make_trading_lock(section: LockSection, secrets: Secrets, node_id: str, on_lost=None) -> TradingLock:
