@@ -14,8 +14,9 @@ HEARTBEAT_KEY = "test-heartbeat-key-0123456789abcdef0123456789"
 
 
 class Cluster:
-    def __init__(self, sim, redis, tmp_path, silence_s: float = 1.0, ttl_s: float = 1.0):
+    def __init__(self, sim, redis, tmp_path, silence_s: float = 1.0, ttl_s: float = 1.0, lock: dict | None = None):
         self.sim, self.redis, self.tmp_path = sim, redis, tmp_path
+        self.lock = lock  # the [lock] section, when not the Redis given
         self.ports = {"sg-1": free_port(), "sg-2": free_port()}
         self.admin_ports = {"sg-1": free_port(), "sg-2": free_port()}
         self.silence_s, self.ttl_s = silence_s, ttl_s
@@ -27,7 +28,7 @@ class Cluster:
         settings = node_settings(self.sim, self.tmp_path / f"state-{node}", node_id=node,
                                  node={"mode": "cluster"})
         settings["admin"]["port"] = self.admin_ports[node]
-        settings["lock"] = {"backend": "redis", "ttl_s": self.ttl_s, "redis": {"port": self.redis.port}}
+        settings["lock"] = self.lock or {"backend": "redis", "ttl_s": self.ttl_s, "redis": {"port": self.redis.port}}
         settings["cluster"] = {"peer": peer, "bind_host": "127.0.0.1", "bind_port": self.ports[node],
                                "peer_host": "127.0.0.1", "peer_port": self.ports[peer],
                                "heartbeat_key": {"env": "TEST_HEARTBEAT_KEY"}, "silence_s": self.silence_s,

@@ -6,10 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from understudy.consul_agent import ConsulDev
+from tests.clusterproc import Cluster
 from tests.nodeproc import ADMIN_TOKEN, NodeProcess, node_env, node_settings, to_toml
 from tests.simproc import RestClient
 
@@ -186,6 +189,11 @@ def test_config_check_accepts_the_shipped_example_and_names_missing_secrets(tmp_
     ({"redis": {"password": {"env": "NO_SUCH_PASSWORD_VAR"}}},
      "lock.redis.password: environment variable NO_SUCH_PASSWORD_VAR is not set or empty"),
     ({"redis": {"ca_file": "/etc/ca.pem"}}, "lock.redis.ca_file: set, but lock.redis.tls is false"),
+    ({"backend": "consul", "consul": {"urls": ["witness:8500"]}},
+     "lock.consul.urls: expected http(s)://host:port, got 'witness:8500'"),
+    ({"backend": "consul", "consul": {"urls": []}}, "lock.consul.urls: name at least one Consul server"),
+    ({"backend": "consul", "consul": {"token": {"env": "NO_SUCH_TOKEN_VAR"}}},
+     "lock.consul.token: environment variable NO_SUCH_TOKEN_VAR is not set or empty"),
 ])
 def test_invalid_lock_config_is_refused(quiet_sim, tmp_path, lock, message):
     settings = node_settings(quiet_sim, tmp_path)
@@ -194,3 +202,31 @@ def test_invalid_lock_config_is_refused(quiet_sim, tmp_path, lock, message):
     path.write_text(to_toml(settings))
     result = _run_cli("config", "check", str(path), env=node_env(quiet_sim))
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_consul_lock_whose_ttl_breaks_the_budget_is_refused_with_the_reason(tmp_path):
+    """Consul frees a silent holder's key up to two TTLs after its last renewal: the budget counts that."""
+    example = Path("examples/cluster-consul/sg-1.toml").read_text()
+    assert "ttl_s = 0.5" in example
+    path = tmp_path / "slow.toml"
+    path.write_text(example.replace("ttl_s = 0.5", "ttl_s = 1.5"))
+    result = _run_cli("config", "check", str(path), env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result
+    assert ("cluster.silence_s / lock.ttl_s: takeover would take about 3.30 s, over the 3 s budget (Consul frees "
+            "a silent holder's key up to 2 x ttl_s = 3.00 s") in result.stderr, result.stderr
+
+
+def test_a_node_will_not_start_on_consul_servers_that_cannot_hold_its_ttl(quiet_sim, tmp_path):
+    """Servers left at Consul's default session_ttl_min (10 s) would refuse every session the
+    lock asks for: the node says so by name and exits 2 before it starts anything."""
+    strict = ConsulDev(tmp_path / "consul", config={"session_ttl_min": "10s"}).start()
+    try:
+        pair = Cluster(quiet_sim, None, tmp_path, lock={"backend": "consul", "ttl_s": 0.5,
+                                                        "consul": {"urls": strict.urls, "key_prefix": "strict"}})
+        result = _run_cli("node", "run", "--config", str(pair.config_path("sg-1")), env=pair.env)
+        assert result.returncode == 2, result
+        assert "lock.ttl_s: 0.5 s is under the Consul servers' session_ttl_min (10s" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        strict.stop()
+    assert quiet_sim.audit_records() == []

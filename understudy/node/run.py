@@ -1,17 +1,36 @@
 """`understudy node run`: the engine and its admin server in one process."""
 import asyncio
 import signal
+import sys
+import time
 
 from aiohttp import web
 
 from .. import logs
-from ..config import NodeConfig, Secrets
+from ..config import EXIT_CONFIG, NodeConfig, Secrets
+from ..coordinator.backend import BackendMisconfigured, BackendNonsense, BackendUnavailable, bounded
 from .admin import build_admin_app
 from .engine import NodeEngine
 from .sdnotify import SystemdNotifier
 
 log = logs.get("node")
+STARTUP_CHECK_S = 2.0
 
+
+async def _lock_backend_fits(lock, config: NodeConfig) -> bool:
+    """Asks the lock backend, before anything starts, whether it can hold this lock as promised
+    (a Consul server whose session_ttl_min is above lock.ttl_s cannot). A backend that does not
+    answer now is no reason not to start: a standby waits for it anyway."""
+    try:
+        await bounded(lock.backend.check(config.lock.ttl_s, time.monotonic() + STARTUP_CHECK_S),
+                      time.monotonic() + STARTUP_CHECK_S, "start-up check")
+    except BackendMisconfigured as exc:
+        print(f"{config.lock.backend}: {exc}", file=sys.stderr)
+        log.critical("the lock backend cannot hold this lock", error=str(exc))
+        return False
+    except (BackendUnavailable, BackendNonsense) as exc:
+        log.warning("could not check the lock backend at start-up; going on", error=str(exc))
+    return True
 
 
 async def serve(config: NodeConfig, secrets: Secrets) -> int:
@@ -22,6 +41,9 @@ async def serve(config: NodeConfig, secrets: Secrets) -> int:
         from ..failover.controller import FailoverController
 
         controller = FailoverController(config, secrets, engine, make_trading_lock(config.lock, secrets, config.node.id))
+        if not await _lock_backend_fits(controller.lock, config):
+            await controller.lock.backend.close()
+            return EXIT_CONFIG
     stop = asyncio.Event()
     fatal: list[str] = []
     ended_epoch: list[int] = []
