@@ -132,6 +132,8 @@ def next_epoch(stored: int, now_ms: int, floor: int) -> int:
 class LockBackend(abc.ABC):
     """What the trading lock needs from Redis or Consul."""
 
+    server_failovers = 0  # calls that moved on to another server of the backend (Consul's servers)
+
     def frees_within_s(self, ttl_s: float) -> float:
         """At most how long after a silent holder's last renewal the backend frees its key."""
         return ttl_s

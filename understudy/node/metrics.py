@@ -197,6 +197,8 @@ class EngineCollector:
                          {(): self._ha.renew_latency.snapshot()})
         yield _counter("understudy_lease_renew_failures", "lease renewals that got no answer", node,
                        ha.lock.renew_failures)
+        yield _counter("understudy_lock_server_failovers", "lock backend calls that moved on to another server "
+                       "(one did not answer in its share of the deadline)", node, ha.lock.backend.server_failovers)
         yield _counter("understudy_lease_renew_errors", "lease renewals answered with nonsense or failing "
                        "unforeseen (each ended the lease)", node, ha.lock.renew_errors)
         yield _labelled(CounterMetricFamily, "understudy_ha_step_failures", "unexpected failures of takeover and "
