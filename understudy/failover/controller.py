@@ -20,7 +20,8 @@ from collections import deque
 
 from .. import logs
 from ..config import NodeConfig, Secrets
-from ..coordinator.backend import BackendNonsense, BackendUnavailable, HistoryEntry, Pause, bounded
+from ..coordinator.backend import (BackendMisconfigured, BackendNonsense, BackendUnavailable, HistoryEntry, Pause,
+                                   bounded)
 from ..coordinator.trading_lock import TradingLock
 from ..node import venue_errors as ve
 from ..node.engine import NodeEngine
@@ -37,6 +38,7 @@ HANDOVER_MARKER_S = 5.0
 HISTORY_KEPT = 1000
 STEP_BACKOFF_S = (0.1, 1.0)  # a failing step retries after 0.1 s, doubling up to 1 s
 UNCONFIRMED_HANDOVER_AFTER_S = 1.0  # cancels that cannot get through, given up on in a hand-over
+MISCONFIGURED_RETRY_S = 1.0
 EXPECTED_STEP_ERRORS = (ve.VenueError, BackendUnavailable, BackendNonsense)
 
 
@@ -268,6 +270,12 @@ class FailoverController:
                 log.warning("lock backend unavailable while acquiring", error=str(exc))
                 failures += 1
                 await asyncio.sleep(min(0.05 * failures, 0.5))
+            except BackendMisconfigured as exc:
+                # Reconfigured under us since the start-up check (a Consul session_ttl_min raised, say):
+                # no lock can be had until an operator fixes it; say so loudly and keep asking.
+                self.step_failures["acquire"] = self.step_failures.get("acquire", 0) + 1
+                log.critical("the lock backend cannot hold this lock", error=str(exc))
+                await asyncio.sleep(MISCONFIGURED_RETRY_S)
             except Exception as exc:  # noqa: BLE001 - a candidate that stops trying leaves nobody trading
                 self.step_failures["acquire"] = self.step_failures.get("acquire", 0) + 1
                 log.exception("acquire attempt failed unexpectedly; again", error=repr(exc))
