@@ -33,7 +33,7 @@ def _count(body: dict, name: str) -> int:
 
 
 class Control:
-    FAULTS = ("drop_depth_events", "matching_delay_ms", "ban_listener", "unban_listener")
+    FAULTS = ("drop_depth_events", "matching_delay_ms", "ban_listener", "unban_listener", "server_shutdown")
 
     def __init__(self, venue: Venue, listeners: Listeners):
         self.venue = venue
@@ -87,6 +87,8 @@ class Control:
         {"matching_delay_ms": N}        N ms between the receipt check and the matching engine; 0 = off
         {"ban_listener": {"port": P, "status": 418|403, "seconds": S}}
         {"unban_listener": P}
+        {"server_shutdown": {"after_ms": N}}   serverShutdown now on every market-stream and WebSocket
+                                        API connection; each is closed N ms later (a one-off, not a state)
         """
         body = await _body(request)
         unknown = sorted(set(body) - set(self.FAULTS))
@@ -97,6 +99,7 @@ class Control:
         delay = _count(body, "matching_delay_ms") if "matching_delay_ms" in body else None
         ban = self._ban(body["ban_listener"]) if "ban_listener" in body else None
         unban = self._listener_port(body["unban_listener"], "unban_listener") if "unban_listener" in body else None
+        shutdown_after_ms = self._shutdown(body["server_shutdown"]) if "server_shutdown" in body else None
         if drop is not None:
             self.venue.depth_events_to_drop = drop
         if delay is not None:
@@ -105,7 +108,20 @@ class Control:
             self.venue.listener_bans.pop(unban, None)
         if ban is not None:
             self.venue.listener_bans[ban[0]] = ban[1]
-        return web.json_response(self._fault_state())
+        state = self._fault_state()
+        if shutdown_after_ms is not None:
+            state["server_shutdown"] = {"after_ms": shutdown_after_ms,
+                                        "connections_told": self.venue.announce_shutdown(shutdown_after_ms)}
+        return web.json_response(state)
+
+    @staticmethod
+    def _shutdown(spec) -> int:
+        if not isinstance(spec, dict) or set(spec) != {"after_ms"}:
+            raise _bad('server_shutdown: expected {"after_ms": N}')
+        after_ms = spec["after_ms"]
+        if isinstance(after_ms, bool) or not isinstance(after_ms, int) or not 0 <= after_ms <= 3_600_000:
+            raise _bad("server_shutdown.after_ms: expected an integer 0..3600000")
+        return after_ms
 
     def _listener_port(self, value, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value not in self.listeners.sites:

@@ -34,6 +34,18 @@ class VenueLimits:
     ws_ping_interval_s: float = 20.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Queued after the last message a connection is to get: the writer closes the socket on it."""
+
+    code: int
+    reason: bytes
+
+
+# What a shut-down server's socket closes with: the docs give no code; 1001 is RFC 6455's "going away".
+SHUTDOWN_CLOSE = _Close(1001, b"server shutdown")
+
+
 class Outbound:
     """One WebSocket's send queue. A client too slow to keep up is
     disconnected rather than allowed to grow the venue's memory, as Binance
@@ -43,20 +55,41 @@ class Outbound:
         self.ws = ws
         self.queue: asyncio.Queue = asyncio.Queue(OUTBOUND_QUEUE_LIMIT)
         self.writer = asyncio.get_running_loop().create_task(self._write())
+        self.closing = False  # a close is queued: nothing sent after it would arrive
 
     def send(self, payload: dict) -> None:
+        if self.closing:
+            return
         try:
             self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
         except asyncio.QueueFull:
-            self.writer.cancel()
-            asyncio.get_running_loop().create_task(self.ws.close(code=1008, message=b"slow consumer"))
+            self._drop(1008, b"slow consumer")
+
+    def close_after_queued(self, close: _Close = SHUTDOWN_CLOSE) -> None:
+        """Closes the socket once what is already queued has been written, so the close never
+        overtakes a message sent before it (a serverShutdown notice, the last market data)."""
+        if self.closing or self.writer.done():
+            return
+        self.closing = True
+        try:
+            self.queue.put_nowait(close)
+        except asyncio.QueueFull:
+            self._drop(close.code, close.reason)
+
+    def _drop(self, code: int, reason: bytes) -> None:
+        self.closing = True
+        self.writer.cancel()
+        asyncio.get_running_loop().create_task(self.ws.close(code=code, message=reason))
 
     async def _write(self) -> None:
         while True:
-            text = await self.queue.get()
+            item = await self.queue.get()
             if self.ws.closed:
                 return
-            await self.ws.send_str(text)
+            if isinstance(item, _Close):
+                await self.ws.close(code=item.code, message=item.reason)
+                return
+            await self.ws.send_str(item)
 
     async def close(self) -> None:
         self.writer.cancel()
@@ -87,6 +120,7 @@ class Venue:
         self.weights = FixedWindow(limits.weight_per_minute, 60_000)
         self.order_counts = FixedWindow(limits.orders_per_10s, 10_000)
         self.stream_clients: set[StreamClient] = set()
+        self.ws_api_connections: set[Outbound] = set()
         self.user_data: set[UserDataSubscription] = set()
         self.market_paused = False
         # Faults for tests and drills (POST /sim/v1/faults):
@@ -115,6 +149,27 @@ class Venue:
     @staticmethod
     def new_client_order_id() -> str:
         return "sim" + secrets.token_hex(10)
+
+    # -- connection events ------------------------------------------------------
+    def announce_shutdown(self, after_ms: int) -> int:
+        """Binance's `serverShutdown` (web-socket-streams.md and web-socket-api.md, "Server Shutdown",
+        CHANGELOG 2026-05-06 and 2026-06-09): every market-stream and WebSocket API connection open now
+        is told at once, keeps being served, and is closed `after_ms` later. Connections opened after
+        the notice are the new server's and stay. Returns how many connections were told."""
+        now = wall_ms()
+        event = {"e": "serverShutdown", "E": now}
+        told: list[Outbound] = []
+        for client in self.stream_clients:
+            # A raw connection gets the event itself, a combined one the `!serverShutdown` stream.
+            client.out.send({"stream": "!serverShutdown", "data": event} if client.combined else event)
+            told.append(client.out)
+        for out in self.ws_api_connections:
+            out.send({"event": event})  # no subscriptionId: the event is the connection's, not a subscription's
+            told.append(out)
+        loop = asyncio.get_running_loop()
+        for out in told:
+            loop.call_later(after_ms / 1000, out.close_after_queued)
+        return len(told)
 
     # -- fan-out ----------------------------------------------------------------
     def publish(self) -> list:

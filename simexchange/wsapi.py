@@ -29,11 +29,13 @@ class WebSocketApi:
         await ws.prepare(request)
         out = Outbound(ws)
         mine: dict[int, UserDataSubscription] = {}
+        self.venue.ws_api_connections.add(out)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     out.send(self._handle(msg.data, out, mine))
         finally:
+            self.venue.ws_api_connections.discard(out)
             for sub in mine.values():
                 self.venue.user_data.discard(sub)
             await out.close()
