@@ -245,21 +245,24 @@ def _add_report(sub) -> None:
 
 def _add_drill(sub) -> None:
     p = sub.add_parser("drill", help="chaos drill: inject a fault into a local pair and check the invariants",
-                       description="Runs a chaos drill on a local pair (the sim, Redis, toxiproxy and two nodes, "
-                                   "each in its own network namespace; needs root) and judges it from the venue's "
-                                   "audit log. SCENARIO is a scenario name, several separated by commas, or 'all'; "
-                                   "'list' prints them.")
+                       description="Runs a chaos drill on a local pair (the sim, the lock backend, toxiproxy and "
+                                   "two nodes, each in its own network namespace; needs root) and judges it from the "
+                                   "venue's audit log. SCENARIO is a scenario name, several separated by commas, or "
+                                   "'all' (every scenario the lock backend runs); 'list' prints them.")
     p.add_argument("scenario", metavar="SCENARIO")
     p.add_argument("--repeat", type=_positive(int), default=1, help="runs of each scenario")
     p.add_argument("--report", metavar="DIR", help="where reports go (default reports/drills/<time>)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG timeline plots")
+    p.add_argument("--lock", choices=("redis", "consul"), default="redis",
+                   help="the lock backend: a redis-server, or Consul 1.15.4 (a dev agent, or the servers a "
+                        "scenario needs); the nodes run examples/cluster/ or examples/cluster-consul/ (default redis)")
     p.set_defaults(func=_run_drill)
 
 
 def _run_drill(args) -> int:
     from .chaos.cli import run
 
-    return run(args.scenario, args.repeat, args.report, not args.no_plot)
+    return run(args.scenario, args.repeat, args.report, not args.no_plot, args.lock)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,10 +7,11 @@ Pure: no I/O, no clock; the same evidence always gives the same verdict.
                ended. A lease ends at the first of: the node's own record of
                losing or releasing it, its death, a later epoch (the node's
                own next one, or another node's first order), a lock backend
-               restart that lost the lock (ttl later), and — from the faults
-               themselves — the moment a node cut off from both the lock
-               backend (ttl) and its peer (silence, the failsafe peer lease)
-               can no longer hold any lease.
+               restart that lost the lock (the lock's release bound after it
+               serves again: ttl on Redis, 2 x ttl on Consul), and — from the
+               faults themselves — the moment a node cut off from both the
+               lock backend (ttl: its own lease) and its peer (silence, the
+               failsafe peer lease) can no longer hold any lease.
 2. overlap  — never orders of two epochs live at the venue at the same
                instant for longer than the in-flight window the design
                allows (an order in flight from a frozen ex-primary, swept).
@@ -46,7 +47,8 @@ REQUIRED, FORBIDDEN, ALLOWED = "required", "forbidden", "allowed"
 
 @dataclass(frozen=True)
 class Rules:
-    ttl_s: float = 1.0
+    ttl_s: float = 1.0  # the holder's own lease lasts at most this long after its last renewal was sent
+    lock_frees_s: float = 1.0  # the backend frees a silent holder's key within this (config.lock_frees_within_s)
     silence_s: float = 1.0
     failover: str = FORBIDDEN  # required | forbidden | allowed
     takeover_budget_s: float = 3.0
@@ -214,6 +216,7 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
         if o.epoch in by_epoch:
             first_send[o.epoch] = min(first_send.get(o.epoch, o.recv), ctx.latest_send(o))
     restarts = [e for e in ev.drill_events if e.kind == "backend-restart" and "without persistence" in e.detail]
+    serving = sorted(e.at for e in ev.drill_events if e.kind == "backend-up")
     for i, rec in enumerate(records):
         ends: list[tuple[float, str]] = []
         for e in ev.node_events:
@@ -231,7 +234,10 @@ def _epochs(ctx: _Context) -> list[EpochRecord]:
                 ends.append((first_send[later.epoch], f"{later.node} sent the first order of epoch #{later.index}"))
         for r in restarts:
             if r.at >= rec.acquired:
-                ends.append((r.at + rules.ttl_s, "the lock backend restarted without persistence"))
+                # While the backend is down the holder may ride on the peer lease (DESIGN §2.4); once it serves
+                # again, having forgotten the lock, nobody is granted it before the release bound has passed.
+                up = next((at for at in serving if at >= r.at), r.at)
+                ends.append((up + rules.lock_frees_s, "the lock backend restarted without persistence"))
         if ends:
             rec.ended, rec.end_reason = min(ends)
     return records
@@ -264,6 +270,8 @@ def _check_lease(ctx: _Context, epochs: list[EpochRecord]) -> InvariantResult:
             continue
         lock_cut = _since(ctx.lock_down.get(o.node, []), earliest)
         deaf = ctx.deaf_since(o.node, earliest)
+        # The node's own lease, not the backend's release bound: its safe deadline falls within ttl of the
+        # last renewal it sent, whenever the backend frees the key.
         if lock_cut is not None and deaf is not None and rec.acquired < lock_cut:
             bound = max(lock_cut + rules.ttl_s, deaf + rules.silence_s)
             if earliest > bound + rules.tolerance_s:

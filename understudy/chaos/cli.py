@@ -1,4 +1,4 @@
-"""`understudy drill SCENARIO [--repeat N] [--report DIR]`: runs drills,
+"""`understudy drill SCENARIO [--repeat N] [--report DIR] [--lock redis|consul]`: runs drills,
 prints a line per run and one JSON summary line, exits 0 only if every run
 held every invariant (1 otherwise, 2 for bad input or a lab that cannot be
 built)."""
@@ -8,10 +8,11 @@ import signal
 import sys
 from pathlib import Path
 
+from .lock_backend import LockBackendError
 from .netfilter import NetfilterError
 from .netns import NetworkError
 from .runner import UnknownScenario, default_report_dir, resolve, run_matrix
-from .scenarios import SCENARIOS
+from .scenarios import SCENARIOS, applies_to
 from .stats import by_scenario
 from .toxics import ToxiproxyError
 
@@ -24,13 +25,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run(spec: str, repeat: int, report: str | None, with_plot: bool) -> int:
+def run(spec: str, repeat: int, report: str | None, with_plot: bool, lock: str = "redis") -> int:
     if spec == "list":
         for name, sc in SCENARIOS.items():
-            print(f"{name:34} failover {sc.failover:9}  {sc.summary}")
+            only = "" if applies_to(sc, lock) else f"  [--lock {' or '.join(sc.backends)} only]"
+            print(f"{name:34} failover {sc.failover:9}  {sc.summary}{only}")
         return 0
     try:
-        scenarios = resolve([s.strip() for s in spec.split(",") if s.strip()])
+        scenarios = resolve([s.strip() for s in spec.split(",") if s.strip()], lock)
     except UnknownScenario as exc:
         print(f"understudy drill: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -48,14 +50,15 @@ def run(spec: str, repeat: int, report: str | None, with_plot: bool) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = asyncio.run(run_matrix(scenarios, repeat, report_dir, with_plot=with_plot, on_result=show))
-    except (NetworkError, NetfilterError, ToxiproxyError) as exc:
+        results = asyncio.run(run_matrix(scenarios, repeat, report_dir, with_plot=with_plot, on_result=show,
+                                         lock=lock))
+    except (NetworkError, NetfilterError, ToxiproxyError, LockBackendError) as exc:
         print(f"understudy drill: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("understudy drill: interrupted; namespaces, proxies and processes torn down", file=sys.stderr)
         return EXIT_INTERRUPTED
-    summary = {"drill": spec, "repeat": repeat, "report": str(report_dir), "ok": all(r.ok for r in results),
-               "scenarios": by_scenario(results)}
+    summary = {"drill": spec, "lock": lock, "repeat": repeat, "report": str(report_dir),
+               "ok": all(r.ok for r in results), "scenarios": by_scenario(results)}
     print(json.dumps(summary))
     return 0 if summary["ok"] else 1

@@ -1,11 +1,14 @@
 """One drill run: a fresh pair on the lab, the faults a scenario injects, and
 the evidence afterwards.
 
-Each node runs the shipped example config (`examples/cluster/`) pointed at
-this run's venue account, Redis and proxies:
+Each node runs the shipped example config for the drill's lock backend
+(`examples/cluster/` for Redis, `examples/cluster-consul/` for Consul) pointed
+at this run's venue account, lock backend and proxies:
 
-    node ns ── uplink ──> toxiproxy (root ns) ──> sim (REST), sim (streams), redis (lock)
-                                                 (the node's own sim listener: bannable alone)
+    node ns ── uplink ──> toxiproxy (root ns) ──> sim (REST), sim (streams),
+                                                  the lock: redis, or each Consul server
+                                                  (the node's own sim listener: bannable alone;
+                                                   one lock link per server)
     node ns ── peer link (UDP heartbeats, netfilter rules) ── other node ns
 
 Everything the drill does is recorded as a `DrillEvent` at the instant it is
@@ -13,9 +16,7 @@ done, so the checker can line faults up with the venue's audit log.
 """
 import asyncio
 import os
-import re
 import secrets
-import shutil
 import sys
 import time
 import tomllib
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ..demo import _free_port
+from . import lock_backend
 from .evidence import DrillEvent, Evidence, read_audit, read_node_log_file
 from .lab import NODES, Lab
 from .netfilter import HeartbeatCut, UdpPath
@@ -32,7 +33,6 @@ from .processes import STOP_TIMEOUT_S, DrillChild
 from .toxics import Link
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "cluster"
 ADMIN_PORT = 9100
 HEARTBEAT_PORT = 7400
 NODE_COMMAND = (sys.executable, "-m", "understudy.cli", "node", "run")
@@ -54,11 +54,13 @@ def _toml_value(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def to_toml(config: dict) -> str:
-    """Tables of scalars, nested tables as [a.b]; a secret reference stays inline."""
+    """Tables of scalars and lists of them, nested tables as [a.b]; a secret reference stays inline."""
     lines: list[str] = []
 
     def table(name: str, body: dict) -> None:
@@ -92,10 +94,12 @@ class Drill:
     """One run of one scenario on a lab."""
 
     def __init__(self, lab: Lab, run_dir: Path, persistence: bool = False,
-                 node_command: tuple[str, ...] = NODE_COMMAND):
+                 node_command: tuple[str, ...] = NODE_COMMAND, lock: str = "redis", lock_servers: int = 1):
         self.lab = lab
         self.run_dir = run_dir
         self.persistence = persistence
+        self.lock = lock_backend.make(lock, run_dir, persistence, lock_servers)
+        self.examples = lock_backend.EXAMPLES[lock]
         self.node_command = tuple(node_command)
         self.events: list[DrillEvent] = []
         self.problems: list[str] = []  # what the scenario expected to see and did not
@@ -107,17 +111,19 @@ class Drill:
                     "UNDERSTUDY_HEARTBEAT_KEY": secrets.token_hex(32),
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self.nodes: dict[str, DrillChild] = {}
-        self.links: dict[str, dict[str, Link]] = {}
+        self.links: dict[str, dict[str, Link]] = {}  # node -> "rest", "streams" -> its link to the venue
+        self.lock_links: dict[str, list[Link]] = {}  # node -> its links to the lock, one per server
         self.cuts: dict[tuple[str, str], HeartbeatCut] = {}
-        self.redis: DrillChild | None = None
         self.session: aiohttp.ClientSession | None = None
         self.started = time.time()
         self.ended = 0.0
         self._audit_offset = lab.audit_size()
         self._load_task: asyncio.Task | None = None
         self.loader_orders = 0
-        example = tomllib.loads((EXAMPLES / "sg-1.toml").read_text())
+        example = tomllib.loads((self.examples / "sg-1.toml").read_text())
         self.ttl_s = example["lock"]["ttl_s"]
+        # A silent holder's key is free this long after its last renewal: ttl on Redis, 2 x ttl on Consul.
+        self.lock_frees_s = lock_backend.release_bound_s(example["lock"])
         self.silence_s = example["cluster"]["silence_s"]
         self.handover_after_s = example["cluster"].get("handover_after_s", 2.0)  # the config's default
         self.banned: set[str] = set()  # nodes whose venue listener is banned now
@@ -130,7 +136,7 @@ class Drill:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.session = aiohttp.ClientSession()
         try:
-            self._start_backend()
+            self.lock.start()
             self._make_links()
             self._make_cuts()
             for node in NODES:
@@ -163,36 +169,25 @@ class Drill:
         self.ended = time.time()
         for cut in self.cuts.values():
             cut.heal()
-        for links in self.links.values():
-            for link in links.values():
-                link.destroy()
+        for link in [link for links in self.links.values() for link in links.values()] \
+                + [link for links in self.lock_links.values() for link in links]:
+            link.destroy()
         self.links.clear()
-        if self.redis is not None:
-            self.redis.stop()
+        self.lock_links.clear()
+        self.lock.stop()
         if self.session is not None:
             await self.session.close()
-
-    def _start_backend(self) -> None:
-        redis_dir = self.run_dir / "redis"
-        redis_dir.mkdir(exist_ok=True)
-        if shutil.which("redis-server") is None:
-            raise DrillError("redis-server is not installed (scripts/bootstrap.sh installs it)")
-        self.redis_port = _free_port()
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistence else ["--appendonly", "no"]
-        self.redis = DrillChild("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                          "--save", "", *persistence, "--dir", str(redis_dir)],
-                                self.run_dir / "redis.log")
-        self.redis.wait_for(re.compile("Ready to accept connections"), 10)
 
     def _make_links(self) -> None:
         tag = self.run_dir.name[-24:]
         for node in NODES:
             venue = f"127.0.0.1:{self.lab.venue_ports[node]}"
-            upstreams = {"lock": f"127.0.0.1:{self.redis_port}", "rest": venue, "streams": venue}
             witness = self.lab.network.nodes[node].witness_ip
-            self.links[node] = {kind: self.lab.toxiproxy.link(f"{tag}-{secrets.token_hex(3)}-{node}-{kind}",
-                                                              f"{witness}:0", upstream)
-                                for kind, upstream in upstreams.items()}
+
+            def link(kind: str, upstream: str) -> Link:
+                return self.lab.toxiproxy.link(f"{tag}-{secrets.token_hex(3)}-{node}-{kind}", f"{witness}:0", upstream)
+            self.links[node] = {kind: link(kind, venue) for kind in ("rest", "streams")}
+            self.lock_links[node] = [link(f"lock{i + 1}", address) for i, address in enumerate(self.lock.addresses)]
 
     def _make_cuts(self) -> None:
         net = self.lab.network
@@ -206,7 +201,7 @@ class Drill:
         peer = next(n for n in NODES if n != node)
         net, peer_net = self.lab.network.nodes[node], self.lab.network.nodes[peer]
         links = self.links[node]
-        config = tomllib.loads((EXAMPLES / f"{node}.toml").read_text())
+        config = tomllib.loads((self.examples / f"{node}.toml").read_text())
         secret = {"api_key": "UNDERSTUDY_API_KEY", "api_secret": "UNDERSTUDY_API_SECRET"}
         config["node"]["state_dir"] = str(self.run_dir / f"state-{node}")
         config["venue"].update(rest_url=f"http://{links['rest'].address}",
@@ -214,10 +209,7 @@ class Drill:
                                ws_api_url=f"ws://{links['streams'].address}/ws-api/v3",
                                **{k: {"env": v} for k, v in secret.items()})
         config["admin"].update(host=net.uplink_ip, port=ADMIN_PORT, token={"env": "UNDERSTUDY_ADMIN_TOKEN"})
-        redis = config["lock"]["redis"]
-        redis.pop("username", None)
-        redis.pop("password", None)
-        redis.update(host=links["lock"].host, port=links["lock"].port)
+        self.lock.configure(config["lock"], self.lock_links[node])
         config["cluster"].update(bind_host=net.peer_ip, bind_port=HEARTBEAT_PORT, peer_host=peer_net.peer_ip,
                                  peer_port=HEARTBEAT_PORT, heartbeat_key={"env": "UNDERSTUDY_HEARTBEAT_KEY"},
                                  peer_admin_url=f"http://{peer_net.uplink_ip}:{ADMIN_PORT}")
@@ -291,11 +283,14 @@ class Drill:
             self.heal(src, dst)
 
     def lock_down(self, node: str) -> None:
+        """Every lock link of the node (one per server) refuses connections; open ones are closed."""
         self.record("lock-down", node)
-        self.links[node]["lock"].down()
+        for link in self.lock_links[node]:
+            link.down()
 
     def lock_up(self, node: str) -> None:
-        self.links[node]["lock"].up()
+        for link in self.lock_links[node]:
+            link.up()
         self.record("lock-up", node)
 
     def streams_down(self, node: str) -> None:
@@ -349,23 +344,66 @@ class Drill:
         self.record("venue-unbanned", node)
 
     def lock_garbage(self, node: str) -> None:
-        """The node's lock link now reaches something that is not Redis (the sim's HTTP port): every
-        reply is nonsense to a Redis client. Open connections are closed, so the next one gets it."""
-        self.record("lock-garbage", node, "lock link rerouted to an HTTP server")
-        self.links[node]["lock"].reroute(f"127.0.0.1:{self.lab.sim_port}")
+        """The node's lock links now reach something that is not the lock backend (the sim's HTTP
+        port): every reply is nonsense to a Redis client, and a 404 to each of the Consul calls. Open
+        connections are closed, so the next one gets it."""
+        self.record("lock-garbage", node, "lock links rerouted to an HTTP server")
+        for link in self.lock_links[node]:
+            link.reroute(f"127.0.0.1:{self.lab.sim_port}")
 
     def lock_sane(self, node: str) -> None:
-        self.links[node]["lock"].reroute()
+        for link in self.lock_links[node]:
+            link.reroute()
         self.record("lock-sane", node)
 
     async def restart_backend(self) -> None:
-        """Kills Redis and starts it again on the same port (and data directory)."""
-        detail = "with persistence (AOF, fsync always)" if self.persistence else "without persistence"
-        self.record("backend-restart", None, detail)
-        self.redis.kill()
-        self.redis.start()
-        await asyncio.to_thread(self.redis.wait_for, re.compile("Ready to accept connections"), 10)
-        self.record("note", None, "lock backend serving again")
+        """Kills every lock server and starts it again on the same port (and data directory, if it
+        has one): Redis without AOF and a Consul dev agent forget everything."""
+        self.record("backend-restart", None, self.lock.restart_detail)
+        self.lock.kill_all()
+        self.lock.start_all()
+        await self._lock_serving()
+
+    async def _lock_serving(self) -> None:
+        try:
+            await asyncio.to_thread(self.lock.wait_serving)
+        except lock_backend.LockBackendError as exc:
+            raise DrillError(str(exc)) from exc
+        # The checker dates a data-losing restart's end of every lease from here: the holder learns
+        # its lock is gone at its first renewal after this, not while the backend is still down.
+        self.record("backend-up", None, "lock backend serving again")
+
+    # -- the Consul servers one by one (a cluster) ------------------------------------
+    def lock_leader(self) -> str:
+        leader = self.lock.leader() if isinstance(self.lock, lock_backend.ConsulLock) else None
+        if leader is None:
+            raise DrillError("the lock backend has no leader to name (a Consul cluster has)")
+        return leader
+
+    def kill_lock_server(self, name: str) -> None:
+        self.record("lock-server-kill", None, f"SIGKILL {name}")
+        self.lock.agent(name).kill()
+
+    def start_lock_server(self, name: str) -> None:
+        """Again, on its ports and data directory (started from this thread: see lock_backend.py)."""
+        self.lock.agent(name).start()
+        self.record("lock-server-start", None, name)
+
+    async def wait_lock_leader(self, timeout_s: float, not_this: str) -> str:
+        """Blocks (in a worker thread) until the live servers agree on a leader other than `not_this`."""
+        try:
+            leader = await asyncio.to_thread(self.lock.wait_leader, timeout_s, not_this)
+        except lock_backend.LockBackendError as exc:
+            raise DrillError(str(exc)) from exc
+        self.record("lock-leader", None, f"{leader} elected")
+        return leader
+
+    async def wait_lock_server_ready(self, name: str, timeout_s: float) -> None:
+        try:
+            await asyncio.to_thread(self.lock.agent(name).wait_ready, timeout_s)
+        except RuntimeError as exc:
+            raise DrillError(str(exc)) from exc
+        self.record("note", None, f"{name} serving again")
 
     async def probe_rest(self, node: str) -> float:
         """Seconds a REST ping takes through this node's REST link (from the witness)."""
@@ -385,21 +423,10 @@ class Drill:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return type(exc).__name__
 
-    async def probe_lock(self, node: str) -> str:
-        """What a Redis PING through this node's lock link gets: "PONG" or the error's name."""
-        import redis
-
-        link = self.links[node]["lock"]
-
-        def ping() -> str:
-            client = redis.Redis(host=link.host, port=link.port, socket_timeout=2, socket_connect_timeout=2)
-            try:
-                return "PONG" if client.ping() else "no PONG"
-            except redis.RedisError as exc:
-                return type(exc).__name__
-            finally:
-                client.close()
-        return await asyncio.to_thread(ping)
+    async def probe_lock(self, node: str) -> list[str]:
+        """What the backend's own probe (a Redis PING, Consul's leader) gets through each of this node's
+        lock links: "ok", "nonsense: ..." or "unreachable: ...", one per link."""
+        return [await asyncio.to_thread(self.lock.probe, link.host, link.port) for link in self.lock_links[node]]
 
     # -- another client of the pair's own account ------------------------------------
     async def _as_other_client(self, what: str, call, *args):

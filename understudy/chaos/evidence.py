@@ -69,10 +69,13 @@ class DrillEvent:
     something that is not the backend, and back), hb-cut, hb-heal (node =
     sender, detail = receiver), rest-slow, rest-fast, streams-down,
     streams-up, venue-down, venue-up (REST and streams), venue-banned,
-    venue-unbanned, backend-restart, switchover (node = target), load-start,
-    load-stop, order-list (placed on the pair's account by another client),
-    teardown, exited (after a stop: detail says whether SIGTERM sufficed),
-    note."""
+    venue-unbanned, backend-restart (every lock server killed and started
+    again; detail says whether it keeps its data), backend-up (serving again
+    after it), lock-server-kill, lock-server-start (one server of a Consul
+    cluster), lock-leader (the servers agree on a new leader), switchover
+    (node = target), load-start, load-stop, order-list (placed on the pair's
+    account by another client), teardown, exited (after a stop: detail says
+    whether SIGTERM sufficed), note."""
 
     at: float
     kind: str

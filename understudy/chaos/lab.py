@@ -1,7 +1,8 @@
 """What consecutive drills share: the simulated venue, the toxiproxy server
 and the two node namespaces. Each drill gets its own venue account (so the
-audit log tells drills apart), its own Redis, its own proxies and fresh node
-processes; the heartbeat rules are flushed between drills.
+audit log tells drills apart), its own lock backend (a redis-server, or
+Consul: a dev agent or the servers its scenario needs), its own proxies and
+fresh node processes; the heartbeat rules are flushed between drills.
 
 Each node reaches the venue on a listener of its own (`POST
 /sim/v1/listeners`: the whole sim app on another port), so the venue can ban

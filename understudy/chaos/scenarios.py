@@ -6,14 +6,21 @@ fault never happened.
 Every scenario starts both nodes at once, waits for a quoting primary and a
 ready standby, trades a moment, injects its fault, heals it, and ends with a
 quoting primary and a ready standby again (the runner checks that last part).
+
+Every scenario runs on either lock backend (`--lock redis|consul`) unless it
+names the backends it needs (`backends`): a Consul leader election needs a
+Consul cluster. The backend faults mean the same on both: a restart without
+persistence is Redis without AOF or a Consul dev agent (in memory), one with
+persistence is Redis with AOF or a Consul server with a data directory.
 """
 import asyncio
 import inspect
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .checker import ALLOWED, FORBIDDEN, REQUIRED
-from .drill import Drill
+from .drill import Drill, _role
 from .evidence import Evidence
 from .venue_record import is_late_refusal
 
@@ -29,13 +36,19 @@ class Scenario:
     after: Callable[[Drill, Evidence], None] | None = None
     venue_delay_s: float = 0.0  # one-way delay injected on REST, widens the in-flight allowances
     overlap_s: float = 0.5  # zero for planned switchovers: the design promises no overlap
-    persistence: bool = False  # Redis with AOF
+    persistence: bool = False  # the lock backend keeps its data across a restart (Redis AOF, a Consul data dir)
+    backends: tuple[str, ...] = ("redis", "consul")  # the lock backends it means something on
+    lock_servers: int = 1  # Consul servers it needs (Redis is always one)
     silent_primary: bool = False  # kill, freeze, isolate: the takeover budget applies
     handover: bool = False  # the primary cannot trade and hands over: the budget grows by handover_after_s
     ends_healthy: bool = True  # the runner waits for a quoting primary and a ready standby at the end
 
 
 SCENARIOS: dict[str, Scenario] = {}
+
+
+def applies_to(sc: Scenario, lock: str) -> bool:
+    return lock in sc.backends
 
 
 def scenario(**kwargs):
@@ -243,18 +256,18 @@ def _lost_with_the_data(d: Drill, ev: Evidence) -> None:
 
 @scenario(failover=ALLOWED, after=_lost_with_the_data)
 async def lock_backend_restart(d: Drill) -> None:
-    """Restart Redis without persistence: the lock is forgotten, the holder loses it at its next renewal, a holder trades again after the quarantine."""
+    """Restart the lock backend without persistence (Redis without AOF; a Consul dev agent, in memory): the lock is forgotten, the holder loses it at its first renewal once it serves again, a holder trades again after the quarantine."""
     d.roles_at_fault = await _pair(d)
-    d.fault("lock backend restarted (no persistence)")
+    d.fault(f"lock backend restarted {d.lock.restart_detail}")
     await d.restart_backend()
     d.record("heal")
 
 
 @scenario(failover=FORBIDDEN, persistence=True)
 async def lock_backend_restart_persistent(d: Drill) -> None:
-    """Restart Redis with AOF (fsync always): the lock survives, renewals resume, nothing changes hands."""
+    """Restart the lock backend with persistence (Redis with AOF, fsync always; a Consul server with a data directory): the lock survives, renewals resume, nothing changes hands."""
     d.roles_at_fault = await _pair(d)
-    d.fault("lock backend restarted (AOF)")
+    d.fault(f"lock backend restarted {d.lock.restart_detail}")
     await d.restart_backend()
     d.record("heal")
 
@@ -301,7 +314,7 @@ async def venue_stream_drop(d: Drill) -> None:
 
 
 # -- the venue refuses a late order (the recvWindow fence, DESIGN §2.2) --------------
-DELAY_MS = 2500  # longer than any lease (ttl 1 s): whatever the primary sends now arrives after it
+DELAY_MS = 2500  # longer than any lease (ttl 1 s on Redis, 0.5 s on Consul): what the primary sends now arrives after it
 
 
 def _epoch_at_fault(d: Drill, ev: Evidence, node: str) -> int | None:
@@ -322,7 +335,7 @@ def _late_orders_refused(d: Drill, ev: Evidence) -> None:
 # must be refused by the venue, so they earn no in-flight allowance on the book.
 @scenario(failover=REQUIRED, after=_late_orders_refused)
 async def delayed_order(d: Drill) -> None:
-    """The primary's REST requests take 2.5 s (its lease: 1 s) while it is cut off from its peer and the lock backend: its last orders reach the venue after the standby took over, and the venue refuses them (-1021, outside the recvWindow)."""
+    """The primary's REST requests take 2.5 s (its lease: at most 1 s) while it is cut off from its peer and the lock backend: its last orders reach the venue after the standby took over, and the venue refuses them (-1021, outside the recvWindow)."""
     primary, standby = d.roles_at_fault = await _pair(d)
     at = d.fault(f"{primary}: {DELAY_MS} ms on its REST requests, heartbeats cut both ways, its lock link down")
     d.rest_latency(primary, DELAY_MS)  # first, so every order it sends from here on is delayed
@@ -434,14 +447,15 @@ def _lost_to_garbage(d: Drill, ev: Evidence) -> None:
 
 @scenario(failover=REQUIRED, after=_lost_to_garbage)
 async def backend_garbage(d: Drill) -> None:
-    """The primary's lock link reaches an HTTP server instead of Redis (the standby's still reaches Redis): its renewals get nonsense back, a definite failure; its lease is lost by its safe deadline, it fences and rejoins as standby, the standby takes over."""
+    """The primary's lock links reach an HTTP server instead of the lock backend (the standby's still reach it): its renewals get nonsense back, a definite failure; its lease is lost by its safe deadline, it fences and rejoins as standby, the standby takes over."""
     primary, standby = d.roles_at_fault = await _pair(d)
-    at = d.fault(f"{primary}'s lock backend answers garbage (its lock link rerouted to an HTTP server)")
+    at = d.fault(f"{primary}'s lock backend answers garbage (its lock links rerouted to an HTTP server)")
     d.lock_garbage(primary)
     got = await d.probe_lock(primary)
-    # Nonsense, not silence: a protocol error, neither a PONG nor a refused or timed-out connection.
-    d.expect(got not in ("PONG", "ConnectionError", "TimeoutError"),
-             f"a Redis PING through {primary}'s rerouted lock link got {got} (a protocol error expected)")
+    # Nonsense, not silence: an answer in the wrong protocol, neither the backend's own nor a refused or
+    # timed-out connection.
+    d.expect(all(g.startswith("nonsense") for g in got),
+             f"the backend's probe through {primary}'s rerouted lock links got {got} (nonsense expected)")
     await d.wait_quoting(standby, 15)
     await d.sleep_until(at + 4.0)
     d.record("heal")
@@ -500,10 +514,62 @@ async def switchover_under_load(d: Drill) -> None:
     await d.load_done(20)
 
 
-def names() -> list[str]:
-    return list(SCENARIOS)
+# -- a Consul leader election (DESIGN §3: ridden out on the peer lease) ---------------
+LEADER_DOWN_S = 4.0  # from the kill to the restart of the killed server: the election, and renewals after it
 
 
-def silent_primary() -> list[str]:
-    return [n for n, s in SCENARIOS.items() if s.silent_primary]
+def _rode_out_the_election(d: Drill, ev: Evidence) -> None:
+    primary, standby = d.roles_at_fault
+    at = _fault_at(d)
+    epoch = _epoch_at_fault(d, ev, primary)
+    d.expect(_saw(ev, primary, "renew-failed", at),
+             f"{primary} never failed a renewal: the leader's death did not stop the lock's writes")
+    d.expect(not _saw(ev, primary, "lost", at), f"{primary} lost its lease during the election")
+    taken = [e for e in ev.node_events if e.kind == "acquired" and e.at > at]
+    d.expect(not taken, "the lock was acquired during or after the election: "
+             + ", ".join(f"{e.node} epoch {e.epoch}" for e in taken))
+    on_peer = [e for e in ev.node_events if e.node == primary and e.kind == "peer-lease" and e.at > at]
+    start = next((e.at for e in on_peer if not e.detail.startswith("no longer")), None)
+    d.expect(start is not None, f"{primary} never traded on the peer lease: the election was shorter than its "
+             "own lease, or it stopped trading")
+    if start is None:
+        return
+    end = next((e.at for e in on_peer if e.at > start and e.detail.startswith("no longer")), ev.ended)
+    carried = [o for o in ev.orders if o.node == primary and o.epoch == epoch and o.accepted and start < o.recv < end]
+    d.expect(bool(carried), f"{primary} placed no order while the peer lease alone carried it (DESIGN §2.4)")
+
+
+@scenario(failover=FORBIDDEN, backends=("consul",), lock_servers=3, after=_rode_out_the_election)
+async def consul_leader_kill(d: Drill) -> None:
+    """SIGKILL the leader of the three Consul servers while the pair trades: no write until the other two elect a new leader (1-3 s, longer than the lock's 0.5 s TTL); the primary trades on through it on the peer lease (DESIGN §2.4), keeps its epoch, nothing changes hands; the killed server is restarted and rejoins."""
+    primary, standby = d.roles_at_fault = await _pair(d)
+    before = await d.status(primary)
+    leader = d.lock_leader()
+    at = d.fault(f"SIGKILL the Consul leader {leader}")
+    d.kill_lock_server(leader)
+    await d.wait(lambda s: bool(s[primary]) and s[primary]["ha"]["failsafe"]["on_peer_lease"], 10,
+                 f"{primary} to trade on the peer lease")
+    # A calm market may leave its quotes where they are through the election: take them away, so it
+    # must send new ones while nothing but the peer lease lets it.
+    await d.cancel_quotes_of(primary)
+    elected = await d.wait_lock_leader(20, not_this=leader)
+    d.record("note", None, f"{elected} leads {time.time() - at:.3f} s after the kill")
+    await d.wait(lambda s: bool(s[primary]) and not s[primary]["ha"]["failsafe"]["on_peer_lease"]
+                 and _role(s[primary]) == "primary", 10, f"{primary} to renew its own lease with the new leader")
+    await d.sleep_until(at + LEADER_DOWN_S)
+    d.record("heal")
+    d.start_lock_server(leader)
+    await d.wait_lock_server_ready(leader, 30)
+    after = await d.status(primary)
+    d.expect(after is not None and after["ha"]["epoch"] == before["ha"]["epoch"] and after["ha"]["role"] == "primary",
+             f"{primary} went into the election primary at epoch {before['ha']['epoch']} and came out "
+             f"{_role(after)} at epoch {(after or {}).get('ha', {}).get('epoch')}")
+
+
+def names(lock: str | None = None) -> list[str]:
+    return [n for n, s in SCENARIOS.items() if lock is None or applies_to(s, lock)]
+
+
+def silent_primary(lock: str | None = None) -> list[str]:
+    return [n for n, s in SCENARIOS.items() if s.silent_primary and (lock is None or applies_to(s, lock))]
 
