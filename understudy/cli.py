@@ -146,13 +146,16 @@ def _run_node(args) -> int:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the local demo: simulated exchange, Redis, two nodes and a live failover")
+    p = sub.add_parser("demo", help="the local demo: simulated exchange, a lock backend, two nodes and a live failover")
     p.add_argument("--duration", type=_positive(float),
                    help="seconds of trading: before the kill (default 10), or in all with --solo (default 60)")
     p.add_argument("--solo", action="store_true",
                    help="one node in solo mode instead: quotes, fills and inventory for --duration, then a PanicStop")
     p.add_argument("--keep-running", action="store_true", help="leave the cluster up afterwards (Ctrl-C stops it)")
     p.add_argument("--run-dir", default="run/demo", help="where logs, the audit log and node state go")
+    p.add_argument("--lock", choices=("redis", "consul"),
+                   help="the trading lock's backend: a private redis-server (examples/cluster/, the default), or a "
+                        "Consul 1.15.4 dev agent (examples/cluster-consul/)")
     p.set_defaults(func=_run_demo)
 
 
@@ -160,12 +163,15 @@ def _run_demo(args) -> int:
     from pathlib import Path
 
     if args.solo:
+        if args.lock is not None:
+            print("understudy demo: --lock: a solo node holds no trading lock", file=sys.stderr)
+            return 2
         from .demo_solo import run as run_solo
 
         return run_solo(args.duration or 60.0, Path(args.run_dir).resolve())
     from .demo import run
 
-    return run(args.duration or 10.0, Path(args.run_dir).resolve(), args.keep_running)
+    return run(args.duration or 10.0, Path(args.run_dir).resolve(), args.keep_running, args.lock or "redis")
 
 
 def _add_ops(sub) -> None:

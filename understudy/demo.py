@@ -1,5 +1,7 @@
-"""`understudy demo`: the simulated exchange, a private redis-server and two
-nodes as separate processes with their own configs. It shows a live view,
+"""`understudy demo`: the simulated exchange, a private lock backend (a
+redis-server, or with `--lock consul` a Consul 1.15.4 dev agent) and two
+nodes as separate processes with their own configs (made from
+`examples/cluster/` or `examples/cluster-consul/`). It shows a live view,
 SIGKILLs the primary once it is quoting and prints the takeover timeline,
 restarts the dead node (which rejoins as standby), switches back, and prints
 a summary. `--keep-running` leaves the cluster up to explore with
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import aiohttp
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = {"redis": REPO / "examples" / "cluster", "consul": REPO / "examples" / "cluster-consul"}
+LOCKS = tuple(EXAMPLES)
 READY = re.compile(r"SIM READY (http://\S+)")
 NODES = ("sg-1", "sg-2")
 
@@ -75,12 +79,23 @@ class Child:
         self._log.close()
 
 
-def _node_config(node: str, sim_url: str, redis_port: int, ports: dict, run_dir: Path) -> str:
-    """The shipped example for `node`, pointed at this run's venue, Redis and ports."""
+def _lock_replacements(lock: str, lock_address: str) -> dict:
+    """The example's `[lock]` pointed at this run's backend, which has no password or ACL token."""
+    if lock == "redis":
+        host, _, port = lock_address.rpartition(":")
+        return {r'^host = "witness.internal"': f'host = "{host}"', r'^port = 6379': f"port = {port}",
+                r'^username = .*\n': "", r'^password = .*\n': ""}
+    # Before the admin token's rule below, which would match this line too.
+    return {r'^urls = .*': f'urls = ["http://{lock_address}"]', r'^token = \{ file = "[^"]*consul_token" \}\n': ""}
+
+
+def _node_config(node: str, sim_url: str, lock: str, lock_address: str, ports: dict, run_dir: Path) -> str:
+    """The shipped example for `node` and the lock backend, pointed at this run's venue, lock and ports."""
     peer = "sg-2" if node == "sg-1" else "sg-1"
     ws_url = sim_url.replace("http://", "ws://")
-    text = (EXAMPLES / f"{node}.toml").read_text()
+    text = (EXAMPLES[lock] / f"{node}.toml").read_text()
     replacements = {
+        **_lock_replacements(lock, lock_address),
         r'^rest_url = ".*"': f'rest_url = "{sim_url}"',
         r'^stream_url = ".*"': f'stream_url = "{ws_url}"',
         r'^ws_api_url = ".*"': f'ws_api_url = "{ws_url}/ws-api/v3"',
@@ -91,10 +106,6 @@ def _node_config(node: str, sim_url: str, redis_port: int, ports: dict, run_dir:
         r'^heartbeat_key = .*': 'heartbeat_key = { env = "UNDERSTUDY_HEARTBEAT_KEY" }',
         r'^host = "0.0.0.0"': 'host = "127.0.0.1"',
         r'^port = 9100': f'port = {ports["admin"][node]}',
-        r'^host = "witness.internal"': 'host = "127.0.0.1"',
-        r'^port = 6379': f"port = {redis_port}",
-        r'^username = .*\n': "",
-        r'^password = .*\n': "",
         r'^bind_host = .*': 'bind_host = "127.0.0.1"',
         r'^bind_port = .*': f'bind_port = {ports["heartbeat"][node]}',
         r'^peer_host = .*': 'peer_host = "127.0.0.1"',
@@ -143,14 +154,27 @@ class DemoRun:
 
 
 class Demo(DemoRun):
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, lock: str = "redis"):
         super().__init__(run_dir)
+        if lock not in LOCKS:
+            raise ValueError(f"unknown lock backend {lock!r}; known: {', '.join(LOCKS)}")
+        self.lock = lock
+        self.consul = None  # the ConsulDev, with --lock consul
         self.nodes: dict[str, Child] = {}
         self.admin: dict[str, str] = {}
 
     def start(self) -> None:
         sim_url = self.start_sim(seed=42, flow_rate=3)
         self.env["UNDERSTUDY_HEARTBEAT_KEY"] = secrets.token_hex(32)
+        lock_address = self._start_redis() if self.lock == "redis" else self._start_consul()
+        ports = {"admin": {n: _free_port() for n in NODES}, "heartbeat": {n: _free_port() for n in NODES}}
+        for node in NODES:
+            (self.run_dir / f"{node}.toml").write_text(
+                _node_config(node, sim_url, self.lock, lock_address, ports, self.run_dir))
+            self.admin[node] = f"http://127.0.0.1:{ports['admin'][node]}"
+            self.start_node(node)
+
+    def _start_redis(self) -> str:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (scripts/bootstrap.sh installs it)")
         redis_port = _free_port()
@@ -159,11 +183,20 @@ class Demo(DemoRun):
         self.children.append(redis)
         redis.wait_for(re.compile("Ready to accept connections"), 10)
         self.say(f"lock backend: redis-server on 127.0.0.1:{redis_port}")
-        ports = {"admin": {n: _free_port() for n in NODES}, "heartbeat": {n: _free_port() for n in NODES}}
-        for node in NODES:
-            (self.run_dir / f"{node}.toml").write_text(_node_config(node, sim_url, redis_port, ports, self.run_dir))
-            self.admin[node] = f"http://127.0.0.1:{ports['admin'][node]}"
-            self.start_node(node)
+        return f"127.0.0.1:{redis_port}"
+
+    def _start_consul(self) -> str:
+        from .consul_agent import ConsulDev
+
+        # Built by scripts/bootstrap.sh; session_ttl_min lowered for the example's 0.5 s TTL.
+        self.consul = ConsulDev(self.run_dir / "consul").start()
+        self.say(f"lock backend: Consul dev agent on {self.consul.agent.address} (log {self.consul.agent.log_path})")
+        return self.consul.agent.address
+
+    def stop(self) -> None:
+        super().stop()  # the nodes first: they release the lock on the way out
+        if self.consul is not None:
+            self.consul.stop()
 
     def start_node(self, node: str) -> None:
         child = Child(node, [sys.executable, "-m", "understudy.cli", "node", "run", "--config",
@@ -286,14 +319,14 @@ async def _scenario(demo: Demo, watch_s: float) -> dict:
     return summary
 
 
-def run(duration: float, run_dir: Path, keep_running: bool = False) -> int:
-    demo = Demo(run_dir)
+def run(duration: float, run_dir: Path, keep_running: bool = False, lock: str = "redis") -> int:
+    demo = Demo(run_dir, lock)
     print(f"run directory: {run_dir} (configs, logs, the venue's audit log)")
     try:
         demo.start()
         summary = asyncio.run(_scenario(demo, duration))
         ok = summary["takeover_s"] < 3.0 and summary["overlapping_epochs"] == 0 and summary["switchover_ok"]
-        print(json.dumps({"demo": "failover", "ok": ok, **summary}))
+        print(json.dumps({"demo": "failover", "lock": lock, "ok": ok, **summary}))
         if keep_running:
             print(f"\nThe cluster keeps running. Try:\n  .venv/bin/understudy status --config {run_dir}/sg-1.toml\n"
                   f"  .venv/bin/understudy history --config {run_dir}/sg-1.toml\n"

@@ -23,12 +23,10 @@ from pathlib import Path
 
 from ..config import LockSection, lock_frees_within_s
 from ..consul_agent import ConsulAgent, ConsulCluster, ConsulDev
-from ..demo import _free_port
+from ..demo import EXAMPLES, LOCKS, _free_port
 from .processes import DrillChild
 
-REPO = Path(__file__).resolve().parents[2]
-BACKENDS = ("redis", "consul")
-EXAMPLES = {"redis": REPO / "examples" / "cluster", "consul": REPO / "examples" / "cluster-consul"}
+BACKENDS = LOCKS  # each with its example configs: EXAMPLES[backend]
 PROBE_TIMEOUT_S = 2.0
 SERVER_READY_S = 30.0
 REDIS_READY = re.compile("Ready to accept connections")
