@@ -1,8 +1,12 @@
-"""Takeover drills on a local two-node cluster (simulated exchange, real
-redis-server, two node processes): N SIGKILL and N SIGSTOP faults of the
+"""Takeover drills on a local two-node cluster (simulated exchange, a real
+lock backend, two node processes): N SIGKILL and N SIGSTOP faults of the
 primary, then N switchovers.
 
-    .venv/bin/python bench/takeover.py [--drills N] [--quick]
+    .venv/bin/python bench/takeover.py [--drills N] [--quick] [--lock redis|consul]
+
+The lock is a private redis-server (the nodes on examples/cluster/: ttl 1 s)
+or, with `--lock consul`, a Consul 1.15.4 dev agent (examples/cluster-consul/:
+session TTL 0.5 s, which Consul frees within 2 x TTL = 1 s).
 
 For each fault it measures, from the moment of the fault: detection (the
 standby turns candidate), lock acquired, protective cancel done, and the
@@ -133,16 +137,20 @@ def main() -> int:
     parser.add_argument("--drills", type=int, default=20, help="drills of each kind")
     parser.add_argument("--quick", action="store_true", help="3 drills of each kind")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it (logs, audit) afterwards")
+    parser.add_argument("--lock", choices=("redis", "consul"), default="redis", help="the lock backend (default redis)")
     args = parser.parse_args()
+    if args.drills < 1:
+        parser.error("--drills: at least 1")
     n = 3 if args.quick else args.drills
     with tempfile.TemporaryDirectory() as tmp:
-        demo = Demo(args.keep or Path(tmp) / "takeover")
+        demo = Demo(args.keep or Path(tmp) / "takeover", args.lock)
         try:
             demo.start()
             results = asyncio.run(_drills(demo, n))
         finally:
             demo.stop()
-    out = {"bench": "takeover", "drills_per_kind": n, "overlapping_epochs": results["overlapping_epochs"]}
+    out = {"bench": "takeover", "lock": args.lock, "drills_per_kind": n,
+           "overlapping_epochs": results["overlapping_epochs"]}
     print(f"\n{'fault':6} {'step':24} {'p50 s':>8} {'p99 s':>8} {'max s':>8}")
     for kind in ("kill", "stop"):
         for step in STEPS:

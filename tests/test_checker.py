@@ -420,3 +420,26 @@ def test_the_report_shows_the_venue_refusing_late_orders_and_overlaps():
     assert data["overlaps"] == [{"start_t": 21.1, "duration_s": 0.05, "epochs": [1, 2]}]
     assert data["orders"]["refused_late"] == 1
     json.dumps(data)
+
+
+def _restarted_backend(restart_detail: str):
+    """sg-1 holds epoch 1 from 10; the lock backend is killed at 20 and serves again at 21.5 (a Consul
+    server takes that long; the holder rode it out on the peer lease); sg-1 signs orders at 21.0, 22.3
+    and 22.7."""
+    orders = [order(E1, "sg-1", at + 0.01, seq, end=39.0, client_ts=at)
+              for seq, at in ((1, 10.5), (2, 21.0), (3, 22.3), (4, 22.7))]
+    drill = [DrillEvent(20.0, "fault"), DrillEvent(20.0, "backend-restart", None, restart_detail),
+             DrillEvent(21.5, "backend-up", None, "lock backend serving again")]
+    return evidence(orders, [acquired("sg-1", E1, 10.0)], drill)
+
+
+def test_a_data_losing_restart_ends_the_lease_the_release_bound_after_the_backend_serves_again():
+    consul = Rules(ttl_s=0.5, lock_frees_s=1.0, failover=ALLOWED)  # Consul frees a key within 2 x ttl
+    lease = check(_restarted_backend("without persistence (a dev agent, in memory)"), consul).invariant("lease")
+    # 21.0 (backend down) and 22.3 (within 1.0 s of serving again) are fine; 22.7 is not.
+    assert len(lease.violations) == 1 and "abc_4" in lease.violations[0], lease.violations
+    assert "restarted without persistence" in lease.violations[0]
+    redis = Rules(ttl_s=1.0, lock_frees_s=1.0, failover=ALLOWED)
+    assert len(check(_restarted_backend("without persistence"), redis).invariant("lease").violations) == 1
+    kept = check(_restarted_backend("with persistence (a server with a data directory)"), consul)
+    assert kept.invariant("lease").ok
