@@ -63,9 +63,10 @@ def build_app(config: SimConfig) -> web.Application:
     app["venue"] = venue
     app["markets"] = markets
     app["listeners"] = listeners
-    app.add_routes(RestApi(venue).routes())
+    rest = RestApi(venue)
+    app.add_routes(rest.routes())
     app.add_routes(MarketStreams(venue).routes())
-    app.add_routes(WebSocketApi(venue).routes())
+    app.add_routes(WebSocketApi(venue, rest).routes())
     app.add_routes(Control(venue, listeners).routes())
 
     if config.market:

@@ -2,11 +2,13 @@
 and drills freeze the synthetic market, read the whole book, inject faults
 and open extra listeners through them. Bad input is a 400 with a plain-text
 reason, never a 500."""
+import dataclasses
 import time
 
 from aiohttp import web
 
 from .listeners import BAN_STATUSES, Ban, Listeners
+from .symbols import SYMBOL_STATUSES
 from .units import format_amount
 from .venue import Venue
 
@@ -42,6 +44,7 @@ class Control:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/sim/v1/market", self.set_market),
+            web.post("/sim/v1/symbol", self.set_symbol),
             web.get("/sim/v1/book", self.book),
             web.get("/sim/v1/faults", self.get_faults),
             web.post("/sim/v1/faults", self.faults),
@@ -54,6 +57,34 @@ class Control:
         body = await _body(request)
         self.venue.market_paused = bool(body.get("paused"))
         return web.json_response({"paused": self.venue.market_paused})
+
+    async def set_symbol(self, request: web.Request) -> web.Response:
+        """{"symbol": "BTCUSDT", "status": "HALT", "filters": [{"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 3}]}
+        -> the symbol as exchangeInfo now shows it. `status` and `filters` are each optional; a filter is
+        given in exchangeInfo's form, its fields merged over the published ones (a new filterType, e.g.
+        MAX_POSITION, is added and needs all its fields). New orders meet the change; resting ones stay."""
+        body = await _body(request)
+        unknown = sorted(set(body) - {"symbol", "status", "filters"})
+        if unknown:
+            raise _bad(f"unknown field {unknown[0]!r}; known: symbol, status, filters")
+        symbol = body.get("symbol")
+        specs = self.venue.engine.specs
+        if not isinstance(symbol, str) or symbol.upper() not in specs:
+            raise _bad(f"symbol: expected one of {', '.join(specs)}")
+        spec = specs[symbol.upper()]
+        status = body.get("status", spec.status)
+        if status not in SYMBOL_STATUSES:
+            raise _bad(f"status: expected one of {', '.join(SYMBOL_STATUSES)}")
+        filters = spec.filters
+        if "filters" in body:
+            if not isinstance(body["filters"], list):
+                raise _bad("filters: expected a list of filters in exchangeInfo's form")
+            try:
+                filters = filters.merged(body["filters"])
+            except ValueError as exc:
+                raise _bad(f"filters: {exc}") from None
+        self.venue.engine.set_spec(dataclasses.replace(spec, status=status, filters=filters))
+        return web.json_response(self.venue.engine.specs[spec.symbol].exchange_info())
 
     async def book(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol", "").upper()

@@ -3,7 +3,7 @@
 Sans-I/O: every call mutates state and appends events to `outbox`; the server
 drains the outbox and turns events into REST replies and stream messages.
 """
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,6 +18,7 @@ CANCELED, EXPIRED, EXPIRED_IN_MATCH = "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"
 OPEN_STATUSES = (NEW, PARTIALLY_FILLED)
 
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")  # what POST /api/v3/order takes; stops come in order lists
+ALGO_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")  # filters.md, MAX_NUM_ALGO_ORDERS
 MARKET_TYPES = ("MARKET", "STOP_LOSS")  # STOP_LOSS "will execute a MARKET order when the conditions are met"
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 SIDES = ("BUY", "SELL")
@@ -48,6 +49,7 @@ class Order:
     stop_price: int = 0
     order_list_id: int = -1
     pending: bool = False  # a stop waiting for its trigger: off the book; its OCO's limit leg holds the funds
+    amendments: int = 0  # keep-priority amendments so far (MAX_NUM_ORDER_AMENDS)
 
     @property
     def is_buy(self) -> bool:
@@ -110,6 +112,19 @@ class Execution:
     cancel_client_order_id: str = ""
     reject_reason: str = "NONE"
     working: bool = False  # executionReport `w`: is the order on the book
+    # As they were at this report: an amendment changes both after earlier reports were queued.
+    client_order_id: str = ""
+    orig_qty: int = 0
+
+
+@dataclass(slots=True)
+class Amendment:
+    """An order's quantity reduced in place (PUT /api/v3/order/amend/keepPriority)."""
+
+    order: Order
+    orig_client_order_id: str
+    transact_ms: int
+    execution_id: int
 
 
 @dataclass(slots=True)
@@ -171,6 +186,11 @@ class MatchingEngine:
         self.order_lists: OrderedDict[int, OrderList] = OrderedDict()
         self.list_by_client_id: dict[tuple[str, str], int] = {}  # (account, listClientOrderId) -> latest list
         self.next_order_list_id = 1
+        self.next_execution_id = 1
+        # Each symbol's recent trades, for the filters' "average of previous trade prices" (avgPrice):
+        # (time ms, quote value, quantity), and their running sums.
+        self._recent_trades: dict[str, deque] = {s.symbol: deque() for s in specs}
+        self._recent_sums: dict[str, list[int]] = {s.symbol: [0, 0] for s in specs}
 
     # -- accounts -----------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balances: dict[str, int], internal: bool = False) -> Account:
@@ -189,6 +209,40 @@ class MatchingEngine:
         if spec is None:
             raise errors.invalid_symbol()
         return spec
+
+    def set_spec(self, spec: SymbolSpec) -> None:
+        """A symbol's status or filters changed (POST /sim/v1/symbol): orders placed from now on meet them;
+        resting orders stay, as on the venue."""
+        self.spec(spec.symbol)
+        self.specs[spec.symbol] = spec
+
+    def average_price(self, symbol: str, minutes: int) -> int:
+        """filters.md: "the volume weighted average price over the preceding avgPriceMins minutes"; with
+        avgPriceMins 0, "the last price". With no trade in the window: the last trade price, and before the
+        first trade the symbol's reference price (the sim has no reference-price feed)."""
+        last = self.last_price.get(symbol, self.specs[symbol].initial_price)
+        if minutes <= 0:
+            return last
+        trades, sums = self._recent_trades[symbol], self._recent_sums[symbol]
+        horizon = self.clock_ms() - minutes * 60_000
+        while trades and trades[0][0] < horizon:
+            _, value, qty = trades.popleft()
+            sums[0] -= value
+            sums[1] -= qty
+        return sums[0] * SCALE // sums[1] if sums[1] else last
+
+    def _record_trade(self, symbol: str, price: int, qty: int, now_ms: int) -> None:
+        value = notional(price, qty)
+        self._recent_trades[symbol].append((now_ms, value, qty))
+        sums = self._recent_sums[symbol]
+        sums[0] += value
+        sums[1] += qty
+        # Bounded: trades older than the longest window any filter could ask for (an hour) go.
+        trades = self._recent_trades[symbol]
+        while trades and trades[0][0] < now_ms - 3_600_000:
+            _, old_value, old_qty = trades.popleft()
+            sums[0] -= old_value
+            sums[1] -= old_qty
 
     def find_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         if order_id is None and client_order_id is not None:
@@ -218,9 +272,12 @@ class MatchingEngine:
         self._admit(not_after_us)
         spec = self.spec(symbol)
         account = self.accounts[account_key]
+        self._check_filters(spec, account, side, order_type, price, qty, quote_order_qty)
+        self._check_open_counts(spec, account, side, qty, orders=1)
+        if not spec.trading:
+            raise errors.rejected(errors.MARKET_CLOSED)
         if any(o.client_order_id == client_order_id for o in self.orders_of(account_key, symbol)):
             raise errors.rejected(errors.DUPLICATE_ORDER)
-        self._check_filters(spec, order_type, price, qty, quote_order_qty)
         book = self.books[symbol]
         is_buy = side == "BUY"
         opposite = book.asks if is_buy else book.bids
@@ -274,10 +331,14 @@ class MatchingEngine:
             raise errors.rejected(errors.DUPLICATE_ORDER)
         stop, limit = orderlist.oco_legs(side, above, below)
         is_buy = side == "BUY"
-        self._check_filters(spec, "LIMIT_MAKER", limit.price, qty, 0)
-        self._check_filters(spec, "LIMIT" if stop.type == "STOP_LOSS_LIMIT" else "MARKET", stop.price, qty, 0)
-        if stop.stop_price < spec.min_price or stop.stop_price > spec.max_price or stop.stop_price % spec.tick_size:
+        self._check_filters(spec, account, side, "LIMIT_MAKER", limit.price, qty, 0)
+        self._check_filters(spec, account, side, "LIMIT" if stop.type == "STOP_LOSS_LIMIT" else "MARKET",
+                            stop.price, qty, 0, stop_leg=True)
+        if spec.filters.price and not spec.filters.price.admits(stop.stop_price):
             raise errors.filter_failure("PRICE_FILTER")
+        self._check_open_counts(spec, account, side, qty, orders=2, algo_orders=1, order_lists=1)
+        if not spec.trading:
+            raise errors.rejected(errors.MARKET_CLOSED)
         book = self.books[symbol]
         orderlist.check_prices(side, stop, limit, self.last_price.get(symbol, spec.initial_price))
         if self._crosses(is_buy, limit.price, book.side(not is_buy).best_price()):
@@ -340,6 +401,66 @@ class MatchingEngine:
             self._cancel_one(order, new_client_order_id)
         return order
 
+    def amend_keep_priority(self, account_key: str, symbol: str, order_id: int | None, client_order_id: str | None,
+                            new_client_order_id: str, new_qty: int, not_after_us: int | None = None) -> Amendment:
+        """PUT /api/v3/order/amend/keepPriority: reduces an open order's quantity where it stands in the
+        queue (faqs/order_amend_keep_priority.md); the refusals are -2038 with errors.md's messages."""
+        self._admit(not_after_us)
+        spec = self.spec(symbol)
+        try:
+            order = self.find_order(account_key, symbol, order_id, client_order_id)
+        except errors.VenueError:
+            raise errors.amend_rejected("Unknown order sent.") from None
+        if not order.is_open:
+            raise errors.amend_rejected("Unknown order sent.")
+        if order.order_list_id != -1:  # an OCO's legs share one quantity: not implemented (docs/sim-fidelity.md)
+            raise errors.VenueError(-1020, "This operation is not supported.")
+        if spec.filters.lot_size and not spec.filters.lot_size.admits(new_qty):
+            raise errors.filter_failure("LOT_SIZE")
+        limit = spec.filters.max_num_order_amends
+        if limit is not None and order.amendments >= limit:
+            raise errors.filter_failure("MAX_NUM_ORDER_AMENDS")
+        if not spec.trading:
+            raise errors.amend_rejected(errors.MARKET_CLOSED)
+        if new_qty == order.orig_qty:
+            raise errors.amend_rejected("The requested action would change no state; rejecting")
+        if new_qty > order.orig_qty:
+            raise errors.amend_rejected("Order amend (quantity increase) is not supported.")
+        if any(o.client_order_id == new_client_order_id and o is not order for o in self.orders_of(account_key, symbol)):
+            raise errors.amend_rejected(errors.DUPLICATE_ORDER)
+        orig_client_order_id = order.client_order_id
+        cut = order.orig_qty - new_qty
+        left = max(order.remaining - cut, 0)  # the sim's reading: a newQty at or below what filled fills it
+        released = order.remaining - left
+        book_side = self.books[symbol].side(order.is_buy)
+        if order.price in book_side.queues and order in book_side.queues[order.price]:
+            self.books[symbol].change_level(order.is_buy, order.price, -released)
+        account = self.accounts[account_key]
+        refund = notional(order.price, released) if order.is_buy else released
+        if refund:
+            account.unlock(spec.quote if order.is_buy else spec.base, refund)
+            order.locked -= refund
+            self._touch(account_key, spec.quote if order.is_buy else spec.base)
+        order.orig_qty = max(new_qty, order.executed_qty)
+        order.amendments += 1
+        del_key = (account_key, symbol, orig_client_order_id)
+        if self.latest_by_client_id.get(del_key) == order.order_id:
+            del self.latest_by_client_id[del_key]
+        order.client_order_id = new_client_order_id
+        self.latest_by_client_id[(account_key, symbol, new_client_order_id)] = order.order_id
+        now = self.clock_ms()
+        order.updated_ms = now
+        if order.remaining == 0:
+            order.status = FILLED
+            if order.price in book_side.queues and order in book_side.queues[order.price]:
+                book_side.remove(order.price, order)
+        self._report(order, "REPLACED", cancel_client_order_id=orig_client_order_id)
+        if order.status == FILLED:
+            self._retire(order)
+        amendment = Amendment(order, orig_client_order_id, now, self.next_execution_id)
+        self.next_execution_id += 1
+        return amendment
+
     def cancel_all(self, account_key: str, symbol: str, new_client_order_id: Callable[[], str],
                    not_after_us: int | None = None) -> list[Order]:
         """Every open order of the account on the symbol, order lists' legs included (their lists finish)."""
@@ -394,19 +515,63 @@ class MatchingEngine:
             return False
         return price >= best_opposite if is_buy else price <= best_opposite
 
-    def _check_filters(self, spec: SymbolSpec, order_type: str, price: int, qty: int, quote_qty: int) -> None:
-        if order_type != "MARKET":
-            if price < spec.min_price or price > spec.max_price or price % spec.tick_size:
-                raise errors.filter_failure("PRICE_FILTER")
-        if qty or order_type != "MARKET":
-            if qty < spec.min_qty or qty > spec.max_qty or qty % spec.step_size:
-                raise errors.filter_failure("LOT_SIZE")
-        if order_type != "MARKET":
-            value = notional(price, qty)
-            if value < spec.min_notional or value > spec.max_notional:
+    def _check_filters(self, spec: SymbolSpec, account: Account, side: str, order_type: str, price: int, qty: int,
+                       quote_qty: int, stop_leg: bool = False) -> None:
+        """The order's own filters (errors.md, "Filter failures": -1013 "Filter failure: <filterType>"), in
+        the order the venue publishes them. `order_type` is what the order trades as (a STOP_LOSS leg as
+        MARKET, a STOP_LOSS_LIMIT leg as LIMIT); a stop leg's NOTIONAL and PERCENT_PRICE_BY_SIDE are
+        judged when it triggers (docs/sim-fidelity.md)."""
+        f = spec.filters
+        is_market = order_type == "MARKET"
+        if not is_market and f.price and not f.price.admits(price):
+            raise errors.filter_failure("PRICE_FILTER")
+        if (qty or not is_market) and f.lot_size and not f.lot_size.admits(qty):
+            raise errors.filter_failure("LOT_SIZE")
+        if is_market and qty and f.market_lot_size and not f.market_lot_size.admits(qty):
+            raise errors.filter_failure("MARKET_LOT_SIZE")
+        if stop_leg:
+            return
+        band = f.percent_price_by_side
+        if not is_market and band and not band.admits(side == "BUY", price,
+                                                      self.average_price(spec.symbol, band.avg_price_mins)):
+            raise errors.filter_failure("PERCENT_PRICE_BY_SIDE")
+        n = f.notional
+        if n is not None:
+            if not is_market:
+                value, check_min, check_max = notional(price, qty), True, True
+            elif quote_qty:
+                value, check_min, check_max = quote_qty, n.apply_min_to_market, n.apply_max_to_market
+            else:  # "Since MARKET orders have no price, an average of previous trade prices is used instead."
+                value = notional(self.average_price(spec.symbol, n.avg_price_mins), qty)
+                check_min, check_max = n.apply_min_to_market, n.apply_max_to_market
+            if (check_min and value < n.minimum) or (check_max and n.maximum and value > n.maximum):
                 raise errors.filter_failure("NOTIONAL")
-        elif quote_qty and quote_qty < spec.min_notional:
-            raise errors.filter_failure("NOTIONAL")
+
+    def _check_open_counts(self, spec: SymbolSpec, account: Account, side: str, qty: int, orders: int,
+                           algo_orders: int = 0, order_lists: int = 0) -> None:
+        """The filters on what the account holds open on the symbol, counting what this request adds. The
+        synthetic market's own accounts stand for the rest of the market, many accounts: they are not held
+        to one account's limits."""
+        if account.internal:
+            return
+        f = spec.filters
+        mine = self.orders_of(account.api_key, spec.symbol)
+        if f.max_num_orders is not None and len(mine) + orders > f.max_num_orders:
+            raise errors.filter_failure("MAX_NUM_ORDERS")
+        if order_lists and f.max_num_order_lists is not None:
+            lists = sum(1 for ol in self.open_order_lists(account.api_key) if ol.symbol == spec.symbol)
+            if lists + order_lists > f.max_num_order_lists:
+                raise errors.filter_failure("MAX_NUM_ORDER_LISTS")
+        if algo_orders and f.max_num_algo_orders is not None:
+            if sum(1 for o in mine if o.type in ALGO_TYPES) + algo_orders > f.max_num_algo_orders:
+                raise errors.filter_failure("MAX_NUM_ALGO_ORDERS")
+        if side == "BUY" and f.max_position is not None:
+            # "free balance of the base asset, locked balance of the base asset, sum of the qty of all open
+            # BUY orders": with this order's quantity, it must not pass maxPosition.
+            position = (account.free.get(spec.base, 0) + account.locked.get(spec.base, 0)
+                        + sum(o.remaining for o in mine if o.is_buy) + qty)
+            if position > f.max_position:
+                raise errors.filter_failure("MAX_POSITION")
 
     @staticmethod
     def _liquidity(order: Order, opposite):
@@ -433,6 +598,9 @@ class MatchingEngine:
                 break
         if qty <= 0:
             raise errors.rejected(errors.INSUFFICIENT_BALANCE if order.is_buy else "Market is closed.")
+        market_lot = spec.filters.market_lot_size
+        if market_lot and not market_lot.admits(qty):
+            raise errors.filter_failure("MARKET_LOT_SIZE")
         order.orig_qty = qty
 
     def _market_cost(self, order: Order, opposite) -> int:
@@ -487,6 +655,7 @@ class MatchingEngine:
                 opposite.remove(best, maker)
             self.last_price[spec.symbol] = best
             now = self.clock_ms()
+            self._record_trade(spec.symbol, best, qty, now)
             buy, sell = (taker, maker) if taker.is_buy else (maker, taker)
             self.outbox.append(Trade(spec.symbol, trade_id, best, qty, now, not taker.is_buy,
                                      buy.order_id, sell.order_id))
@@ -613,7 +782,8 @@ class MatchingEngine:
         working = order.status in OPEN_STATUSES and not order.is_market and not order.pending
         self.outbox.append(Execution(order, exec_type, order.status, order.executed_qty, order.cum_quote,
                                      self.clock_ms(), cancel_client_order_id=cancel_client_order_id,
-                                     working=working, **fill))
+                                     working=working, client_order_id=order.client_order_id,
+                                     orig_qty=order.orig_qty, **fill))
 
     def _touch(self, account: str, *assets: str) -> None:
         self._touched.setdefault(account, set()).update(assets)

@@ -26,6 +26,12 @@ def too_many_requests(limit: int, retry_after: int) -> VenueError:
     )
 
 
+def too_many_raw_requests(limit: int, retry_after: int) -> VenueError:
+    # errors.md -1003, the template: "Too much request weight used; current limit is %s request weight per %s."
+    return VenueError(-1003, f"Too much request weight used; current limit is {limit} request weight per 5 MINUTE. "
+                             "Please use WebSocket Streams for live updates to avoid polling the API.", 429, retry_after)
+
+
 def too_many_orders(limit: int, interval: str, retry_after: int) -> VenueError:
     return VenueError(-1015, f"Too many new orders; current limit is {limit} orders per {interval}.", 429, retry_after)
 
@@ -97,6 +103,27 @@ def rejected(msg: str) -> VenueError:
     return VenueError(-2010, msg)
 
 
+def amend_rejected(msg: str) -> VenueError:
+    """-2038 ORDER_AMEND_REJECTED, with one of the matching engine's messages (errors.md)."""
+    return VenueError(-2038, msg)
+
+
+def symbol_status_mismatch() -> VenueError:
+    return VenueError(-1220, "The symbol's status does not match the requested symbolStatus.")
+
+
+def bad_combination() -> VenueError:
+    return VenueError(-1128, "Combination of optional parameters invalid.")
+
+
+def subscription_active() -> VenueError:
+    return VenueError(-2035, "User Data Stream subscription already active.")
+
+
+def subscription_inactive() -> VenueError:
+    return VenueError(-2036, "User Data Stream subscription not active.")
+
+
 def unknown_order() -> VenueError:
     return VenueError(-2011, "Unknown order sent.")
 
@@ -140,6 +167,7 @@ def order_list_does_not_exist() -> VenueError:
     return VenueError(-2013, "Order list does not exist.")
 
 
+MARKET_CLOSED = "Market is closed."  # errors.md: "The symbol is not trading."
 INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
 WOULD_TAKE = "Order would immediately match and take."
 DUPLICATE_ORDER = "Duplicate order sent."
@@ -147,3 +175,13 @@ OCO_BAD_PRICES = "The relationship of the prices for the orders is not correct."
 WOULD_TRIGGER = "Order would trigger immediately."
 TAKE_PROFIT_UNSUPPORTED = "Take profit orders are not supported for this symbol."
 TAKE_PROFIT_LIMIT_UNSUPPORTED = "Take profit limit orders are not supported for this symbol."
+# -2010 for an order type the symbol does not take (errors.md), by type.
+UNSUPPORTED_ORDER_TYPES = {
+    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
+    "STOP_LOSS_LIMIT": "Stop loss limit orders are not supported for this symbol.",
+    "TAKE_PROFIT": TAKE_PROFIT_UNSUPPORTED,
+    "TAKE_PROFIT_LIMIT": TAKE_PROFIT_LIMIT_UNSUPPORTED,
+}
+ICEBERG_UNSUPPORTED = "Iceberg orders are not supported for this symbol."
+TRAILING_UNSUPPORTED = "Trailing stop orders are not supported for this symbol."
+PEGGED_UNSUPPORTED = "Pegged orders are not supported for this symbol."

@@ -39,13 +39,18 @@ def install_participants(engine: MatchingEngine) -> None:
 class SyntheticMarket:
     def __init__(self, engine: MatchingEngine, spec: SymbolSpec, rng: random.Random, params: MarketParams):
         self.engine = engine
-        self.spec = spec
+        self.symbol = spec.symbol
         self.rng = rng
         self.params = params
         self.fair = float(spec.initial_price)
         # Fixed at start: a grid that moved with the price would re-post every rung.
         self.gap = max(spec.tick_size, self._round_to_tick(self.fair * params.ladder_gap_bps / 1e4, up=True))
         self._client_ids = 0
+
+    @property
+    def spec(self) -> SymbolSpec:
+        """The symbol as it is now: a drill may change its status or filters (POST /sim/v1/symbol)."""
+        return self.engine.specs[self.symbol]
 
     def _next_client_id(self) -> str:
         self._client_ids += 1
@@ -74,6 +79,8 @@ class SyntheticMarket:
         return bids, asks
 
     def step(self, dt: float) -> None:
+        if not self.spec.trading:
+            return  # a halted symbol's book stands still: nobody may trade or post on it
         sigma = self.params.volatility_bps_per_sqrt_s / 1e4
         self.fair *= math.exp(sigma * math.sqrt(dt) * self.rng.gauss(0.0, 1.0))
         self._refresh_ladder()

@@ -4,6 +4,7 @@ GET /api/v3/orderList and GET /api/v3/openOrderList. The rules of the pair
 live in orderlist.py, its life in the matching engine."""
 from . import errors, render
 from .engine import SIDES, TIME_IN_FORCE
+from .filters import check_trailing_delta
 from .orderlist import LEG_TYPES, LIMIT_MAKER, Leg
 from .venue import Venue, wall_ms
 
@@ -48,12 +49,18 @@ class OrderListApi:
             reports = [{**render.order_result(o), "fills": []} for o in order_list.orders]
         return render.order_list(order_list, reports)
 
-    @staticmethod
-    def _leg(call, prefix: str) -> Leg:
+    def _leg(self, call, prefix: str) -> Leg:
         """One leg's `above*`/`below*` parameters, each required or refused as the docs' table says."""
         leg_type = call.need(f"{prefix}Type").upper()
         if leg_type not in LEG_TYPES:
             raise errors.order_type_not_in_oco()
+        delta = call.get(f"{prefix}TrailingDelta")
+        if delta is not None and leg_type in _WITH_STOP_PRICE:
+            # The sim has no trailing stops (allowTrailingStop false), but the TRAILING_DELTA filter is
+            # enforced first, so a delta the venue would refuse is refused the venue's way.
+            trailing = call.integer(f"{prefix}TrailingDelta")
+            check_trailing_delta(self.engine.spec(self._symbol(call)).filters, (call.get("side") or "").upper(),
+                                 leg_type, trailing)
         for suffix, msg in _UNSUPPORTED.items():
             if call.get(prefix + suffix) is not None:
                 raise errors.rejected(msg)

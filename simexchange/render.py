@@ -1,5 +1,5 @@
 """Engine objects to Binance's JSON shapes (REST replies and stream events)."""
-from .engine import Execution, ListStatus, Order, Trade
+from .engine import Amendment, Execution, ListStatus, Order, Trade
 from .orderlist import OrderList
 from .units import format_amount as fmt
 
@@ -77,6 +77,23 @@ def order_cancelled(o: Order, cancel_client_order_id: str, now_ms: int) -> dict:
     }
 
 
+def amended(a: Amendment) -> dict:
+    """rest-api.md, "Order Amend Keep Priority": the reply for a single order (its spelling of
+    `cumulativeQuoteQty` and `qty` differs from the other order replies, as documented)."""
+    o = a.order
+    amended_order = {
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": o.order_list_id,
+        "origClientOrderId": a.orig_client_order_id, "clientOrderId": o.client_order_id,
+        "price": fmt(o.price), "qty": fmt(o.orig_qty), "executedQty": fmt(o.executed_qty),
+        "preventedQty": fmt(0), "quoteOrderQty": fmt(o.quote_order_qty), "cumulativeQuoteQty": fmt(o.cum_quote),
+        "status": o.status, "timeInForce": o.time_in_force or "GTC", "type": o.type, "side": o.side,
+    }
+    if o.working_ms >= 0:
+        amended_order["workingTime"] = o.working_ms
+    amended_order["selfTradePreventionMode"] = STP_MODE
+    return {"transactTime": a.transact_ms, "executionId": a.execution_id, "amendedOrder": amended_order}
+
+
 def _list_core(ol: OrderList) -> dict:
     return {
         "orderListId": ol.order_list_id, "contingencyType": ol.contingency_type,
@@ -107,13 +124,19 @@ def list_status(x: ListStatus) -> dict:
 def execution_report(x: Execution) -> dict:
     o = x.order
     cancelled = x.exec_type == "CANCELED"
+    amended = x.exec_type == "REPLACED"
+    if cancelled:  # `c` is the cancel request's own id and `C` the order's
+        client_id, orig_client_id = x.cancel_client_order_id, x.client_order_id
+    elif amended:  # `c` is the order's id after the amendment and `C` the one before
+        client_id, orig_client_id = x.client_order_id, x.cancel_client_order_id
+    else:
+        client_id, orig_client_id = x.client_order_id, ""
     return {
         "e": "executionReport", "E": x.event_ms, "s": o.symbol,
-        # On a cancel, `c` is the cancel request's own id and `C` the order's.
-        "c": x.cancel_client_order_id if cancelled else o.client_order_id,
+        "c": client_id,
         "S": o.side, "o": o.type, "f": o.time_in_force or "GTC",
-        "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(o.stop_price), "F": fmt(0), "g": o.order_list_id,
-        "C": o.client_order_id if cancelled else "",
+        "q": fmt(x.orig_qty), "p": fmt(o.price), "P": fmt(o.stop_price), "F": fmt(0), "g": o.order_list_id,
+        "C": orig_client_id,
         "x": x.exec_type, "X": x.status, "r": x.reject_reason, "i": o.order_id,
         "l": fmt(x.last_qty), "z": fmt(x.executed_qty), "L": fmt(x.last_price),
         "n": fmt(x.commission), "N": x.commission_asset, "T": x.event_ms, "t": x.trade_id,

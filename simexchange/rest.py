@@ -1,93 +1,36 @@
 """REST under /api/v3, as Binance documents it: weights, signed requests,
-error codes and HTTP statuses."""
-import asyncio
+error codes and HTTP statuses. The common path (weight, signature, timing,
+order count, audit) is dispatch.py's, shared with the WebSocket API, which
+calls the same handlers."""
 import json
-import re
-from dataclasses import dataclass
-from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import errors, listeners, render, timing
-from .engine import ORDER_TYPES, SIDES, TIME_IN_FORCE, Account
+from . import errors, listeners, render
+from .dispatch import Call, Dispatcher, Endpoint
+from .engine import ORDER_TYPES, SIDES, TIME_IN_FORCE
+from .filters import iceberg_parts
 from .orderlist_rest import OrderListApi
 from .signing import verify
-from .units import format_amount, parse_amount
+from .symbols import SYMBOL_STATUSES
+from .units import format_amount
 from .venue import Venue, wall_ms, wall_us
-
-CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-UNFILLED_ORDER_COUNT = {"new": 1, "new_order_list": 2}  # rest-api.md: "Unfilled Order Count: 2" for an OCO
-
-
-@dataclass(slots=True)
-class Call:
-    """One parsed REST request."""
-
-    request: web.Request
-    params: dict
-    raw_query: str
-    raw_body: str
-    account: Account | None = None
-    timestamp_us: int | None = None  # of a signed request that passed the receipt check
-    recv_window_us: int = timing.DEFAULT_RECV_WINDOW_US
-    forwarded_us: int | None = None  # when it went on to the matching engine
-
-    @property
-    def deadline_us(self) -> int | None:
-        """timestamp + recvWindow: the matching engine refuses the request after it."""
-        return None if self.timestamp_us is None else self.timestamp_us + self.recv_window_us
-
-    def client_id(self, name: str) -> str:
-        """A client order id parameter, or a venue-made one when not sent."""
-        value = self.get(name)
-        if value is None:
-            return Venue.new_client_order_id()
-        if not CLIENT_ORDER_ID.match(value):
-            raise errors.VenueError(
-                -1100, f"Illegal characters found in parameter '{name}'; "
-                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        return value
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        value = self.params.get(name)
-        return default if value in (None, "") else value
-
-    def need(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise errors.missing(name)
-        return value
-
-    def amount(self, name: str) -> int:
-        value = self.get(name)
-        if value is None:
-            return 0
-        try:
-            return parse_amount(value)
-        except ValueError as exc:
-            if "precision" in str(exc):
-                raise errors.VenueError(-1111, f"Parameter '{name}' has too much precision.") from None
-            raise errors.bad_param(name) from None
-
-    def integer(self, name: str) -> int | None:
-        value = self.get(name)
-        if value is None:
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise errors.bad_param(name) from None
 
 
 def _parse_params(raw_query: str, raw_body: str) -> dict:
-    params: dict = {}
-    for raw in (raw_query, raw_body):
+    """rest-api.md, "General Information on Endpoints": "You may mix parameters between both the query
+    string and request body" and "If a parameter sent in both the query string and request body, the
+    query string parameter will be used." The same name twice in one of them is -1101."""
+    merged: dict = {}
+    for raw in (raw_body, raw_query):  # the query string last: its values win
+        params: dict = {}
         for key, value in parse_qsl(raw, keep_blank_values=True):
             if key in params:
                 raise errors.duplicate_param(key)
             params[key] = value
-    return params
+        merged.update(params)
+    return merged
 
 
 def _depth_weight(call: Call) -> int:
@@ -95,14 +38,9 @@ def _depth_weight(call: Call) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
-Handler = Callable[[Call], Awaitable[object]]
-
-
-async def _delay_us(delay_us: int) -> None:
-    """At least `delay_us` on the wall clock the recvWindow checks read (the loop's timer may wake early)."""
-    until = wall_us() + delay_us
-    while (left := until - wall_us()) > 0:
-        await asyncio.sleep(left / 1e6)
+def _one_symbol_or_all(single: int, several: int):
+    """ticker/price, ticker/bookTicker: one weight with `symbol`, another without it or with `symbols`."""
+    return lambda call: single if call.get("symbol") else several
 
 
 class RestApi:
@@ -110,148 +48,91 @@ class RestApi:
         self.venue = venue
         self.engine = venue.engine
         self.order_lists = OrderListApi(venue, self._symbol)
+        self.dispatcher = Dispatcher(venue, {
+            action: (self.order_lists.audit_request, self.order_lists.audit_result)
+            for action in ("new_order_list", "cancel_order_list")})
+
+    def endpoints(self) -> dict[str, tuple[str, Endpoint]]:
+        """(HTTP method, endpoint) by path. Weights: rest-api.md per endpoint, 2026 (dispatch.py)."""
+        lists = self.order_lists
+        return {
+            "/api/v3/ping": ("GET", Endpoint(1, False, self.ping)),
+            "/api/v3/time": ("GET", Endpoint(1, False, self.time)),
+            "/api/v3/exchangeInfo": ("GET", Endpoint(20, False, self.exchange_info)),
+            "/api/v3/depth": ("GET", Endpoint(_depth_weight, False, self.depth)),
+            "/api/v3/avgPrice": ("GET", Endpoint(2, False, self.avg_price)),
+            "/api/v3/ticker/bookTicker": ("GET", Endpoint(_one_symbol_or_all(2, 4), False, self.book_ticker)),
+            "/api/v3/ticker/price": ("GET", Endpoint(_one_symbol_or_all(2, 4), False, self.ticker_price)),
+            "POST /api/v3/order": ("POST", Endpoint(1, True, self.new_order, "new", free_on_success=True)),
+            "DELETE /api/v3/order": ("DELETE", Endpoint(1, True, self.cancel_order, "cancel",
+                                                        free_on_success=True)),
+            "GET /api/v3/order": ("GET", Endpoint(4, True, self.query_order)),
+            "/api/v3/order/amend/keepPriority": ("PUT", Endpoint(4, True, self.amend_order, "amend")),
+            "GET /api/v3/openOrders": ("GET", Endpoint(_one_symbol_or_all(6, 80), True, self.open_orders)),
+            "DELETE /api/v3/openOrders": ("DELETE", Endpoint(1, True, self.cancel_open_orders, "cancel_all",
+                                                             free_on_success=True)),
+            "/api/v3/account": ("GET", Endpoint(20, True, self.account)),
+            "/api/v3/orderList/oco": ("POST", Endpoint(1, True, lists.new_oco, "new_order_list",
+                                                       free_on_success=True)),
+            "DELETE /api/v3/orderList": ("DELETE", Endpoint(1, True, lists.cancel, "cancel_order_list",
+                                                            free_on_success=True)),
+            "GET /api/v3/orderList": ("GET", Endpoint(4, True, lists.query)),
+            "/api/v3/openOrderList": ("GET", Endpoint(6, True, lists.open_lists)),
+        }
 
     def routes(self) -> list[web.RouteDef]:
-        e = self._endpoint
-        lists = self.order_lists
-        return [
-            web.get("/api/v3/ping", e(1, False, self.ping)),
-            web.get("/api/v3/time", e(1, False, self.time)),
-            web.get("/api/v3/exchangeInfo", e(20, False, self.exchange_info)),
-            web.get("/api/v3/depth", e(_depth_weight, False, self.depth)),
-            web.get("/api/v3/ticker/bookTicker", e(2, False, self.book_ticker)),
-            web.get("/api/v3/ticker/price", e(2, False, self.ticker_price)),
-            web.post("/api/v3/order", e(1, True, self.new_order, audit="new")),
-            web.delete("/api/v3/order", e(1, True, self.cancel_order, audit="cancel")),
-            web.get("/api/v3/order", e(4, True, self.query_order)),
-            web.get("/api/v3/openOrders", e(6, True, self.open_orders)),
-            web.delete("/api/v3/openOrders", e(1, True, self.cancel_open_orders, audit="cancel_all")),
-            web.get("/api/v3/account", e(20, True, self.account)),
-            web.post("/api/v3/orderList/oco", e(1, True, lists.new_oco, audit="new_order_list")),
-            web.delete("/api/v3/orderList", e(1, True, lists.cancel, audit="cancel_order_list")),
-            web.get("/api/v3/orderList", e(4, True, lists.query)),
-            web.get("/api/v3/openOrderList", e(6, True, lists.open_lists)),
-        ]
+        out = []
+        for key, (method, endpoint) in self.endpoints().items():
+            path = key.split(" ", 1)[-1]
+            out.append(web.route(method, path, self._serve(endpoint)))
+        return out
 
-    # -- the common path ------------------------------------------------------
-    def _endpoint(self, weight, signed: bool, handler: Handler, audit: str | None = None):
+    # -- the REST transport ---------------------------------------------------------
+    def _serve(self, endpoint: Endpoint):
         async def serve(request: web.Request) -> web.Response:
             received_us = wall_us()
             if self.venue.listener_bans:
                 refusal = listeners.refusal(self.venue.listener_bans, request)
                 if refusal is not None:
-                    return await self._refused(request, refusal, audit, received_us)
+                    return await self._refused(request, refusal, endpoint.audit, received_us)
             raw_query = request.raw_path.partition("?")[2]
             raw_body = await request.text() if request.can_read_body else ""
-            call = Call(request, {}, raw_query, raw_body)
-            ip = request.remote or "?"
-            headers: dict[str, str] = {}
-            status, result = 200, None
+            call = Call({}, request.remote or "?", request.headers.get("X-MBX-APIKEY", ""),
+                        lambda secret: verify(secret, raw_query, raw_body), raw_query=raw_query, raw_body=raw_body)
             try:
                 call.params = _parse_params(raw_query, raw_body)
-                cost = weight(call) if callable(weight) else weight
-                used, reset_ms = self.venue.weights.add(ip, cost, wall_ms())
-                headers["X-MBX-USED-WEIGHT-1M"] = str(used)
-                if used > self.venue.limits.weight_per_minute:
-                    raise errors.too_many_requests(self.venue.limits.weight_per_minute, -(-reset_ms // 1000))
-                if signed:
-                    call.account = self._authenticate(call)
-                if audit in UNFILLED_ORDER_COUNT:
-                    self._count_order(call, headers, UNFILLED_ORDER_COUNT[audit])
-                if audit:  # the audited requests are the ones forwarded to the matching engine
-                    if self.venue.matching_delay_ms:
-                        await _delay_us(self.venue.matching_delay_ms * 1000)
-                    call.forwarded_us = wall_us()
-                result = await handler(call)
             except errors.VenueError as exc:
-                status, result = exc.http_status, exc.body()
-                if exc.retry_after is not None:
-                    headers["Retry-After"] = str(exc.retry_after)
-            finally:
-                self.venue.publish()
-            if audit:
-                self._audit(audit, call, received_us, status, result)
-            return web.json_response(result, status=status, headers=headers,
-                                     dumps=lambda o: json.dumps(o, separators=(",", ":")))
+                self.dispatcher.audit(endpoint.audit, call, received_us, exc.http_status, exc.body()) \
+                    if endpoint.audit else None
+                return self._json(exc.body(), exc.http_status, {})
+            outcome = await self.dispatcher.execute(endpoint, call, received_us)
+            headers = {"X-MBX-USED-WEIGHT-1M": str(outcome.weight_used)}
+            if outcome.order_counts is not None:
+                headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1D"] = map(str, outcome.order_counts)
+            if outcome.retry_after is not None:
+                headers["Retry-After"] = str(outcome.retry_after)
+            return self._json(outcome.body, outcome.status, headers)
         return serve
+
+    @staticmethod
+    def _json(body, status: int, headers: dict) -> web.Response:
+        return web.json_response(body, status=status, headers=headers,
+                                 dumps=lambda o: json.dumps(o, separators=(",", ":")))
 
     async def _refused(self, request: web.Request, refusal: "listeners.Refusal", audit: str | None,
                        received_us: int) -> web.Response:
         """A request on a banned listener: answered at the door, audited if it was an order request."""
         if audit:
             raw_body = await request.text() if request.can_read_body else ""
-            call = Call(request, {}, request.raw_path.partition("?")[2], raw_body)
+            raw_query = request.raw_path.partition("?")[2]
+            call = Call({}, request.remote or "?", request.headers.get("X-MBX-APIKEY", ""), lambda _: False,
+                        raw_query=raw_query, raw_body=raw_body)
             try:
-                call.params = _parse_params(call.raw_query, raw_body)
+                call.params = _parse_params(raw_query, raw_body)
             except errors.VenueError:
                 pass
-            self._audit(audit, call, received_us, refusal.status, refusal.body)
+            self.dispatcher.audit(audit, call, received_us, refusal.status, refusal.body)
         return refusal.response()
-
-    def _authenticate(self, call: Call) -> Account:
-        api_key = call.request.headers.get("X-MBX-APIKEY")
-        if not api_key:
-            raise errors.bad_api_key_format()
-        account = self.engine.accounts.get(api_key)
-        if account is None or account.internal:
-            raise errors.unauthorized()
-        if not verify(account.secret, call.raw_query, call.raw_body):
-            raise errors.bad_signature()
-        timestamp = call.get("timestamp")
-        if timestamp is None:
-            raise errors.missing("timestamp")
-        timestamp_us = timing.timestamp_us(timestamp)
-        recv_window_us = timing.recv_window_us(call.get("recvWindow"))
-        timing.check_at_receipt(timestamp_us, recv_window_us, wall_us())
-        call.timestamp_us, call.recv_window_us = timestamp_us, recv_window_us
-        return account
-
-    def _count_order(self, call: Call, headers: dict, orders: int) -> None:
-        limit = self.venue.limits.orders_per_10s
-        used, reset_ms = self.venue.order_counts.add(call.account.api_key, orders, wall_ms())
-        headers["X-MBX-ORDER-COUNT-10S"] = str(used)
-        if used > limit:
-            raise errors.too_many_orders(limit, "10 SECOND", -(-reset_ms // 1000))
-
-    def _audit(self, action: str, call: Call, received_us: int, status: int, result) -> None:
-        p = call.params
-        record = {
-            "kind": "request", "action": action, "recv_us": received_us, "done_us": wall_us(),
-            "api_key": call.request.headers.get("X-MBX-APIKEY", ""), "symbol": p.get("symbol"),
-            "client_order_id": None, "http_status": status,
-        }
-        # The sender's clock when it signed (client_ts_ms; client_ts_us exact) and the recvWindow
-        # it gave (recv_window_ms): the drill checker judges a send against the sender's lease by
-        # these, not by when the venue happened to receive it.
-        if call.timestamp_us is not None:  # parsed already (the exact decimal: n/1000 is float(text))
-            record.update(client_ts_ms=call.timestamp_us // 1000, client_ts_us=call.timestamp_us,
-                          recv_window_ms=call.recv_window_us / 1000)
-        else:
-            record.update(timing.audit_fields(p))
-        if call.forwarded_us is not None:
-            record["forwarded_us"] = call.forwarded_us
-        if action == "new":
-            record.update(client_order_id=p.get("newClientOrderId"), side=p.get("side"), type=p.get("type"),
-                          price=p.get("price"), qty=p.get("quantity") or p.get("quoteOrderQty"))
-        elif action == "cancel":
-            record.update(client_order_id=p.get("origClientOrderId"), order_id=p.get("orderId"))
-        elif action in ("new_order_list", "cancel_order_list"):
-            self.order_lists.audit_request(action, p, record)
-        if status == 200:
-            record["outcome"] = "accepted"
-            if action == "new":
-                record.update(client_order_id=result["clientOrderId"], order_id=result["orderId"],
-                              status=result.get("status"))
-            elif action == "cancel":
-                record.update(client_order_id=result["origClientOrderId"], order_id=result["orderId"])
-            elif action == "cancel_all":
-                record["cancelled"] = [r["origClientOrderId"] for entry in result
-                                       for r in entry.get("orderReports", [entry])]
-            else:
-                self.order_lists.audit_result(action, result, record)
-        else:
-            record.update(outcome="rejected", code=result.get("code"), msg=result.get("msg"))
-        self.venue.audit.write(record)
 
     def _symbol(self, call: Call) -> str:
         symbol = call.need("symbol").upper()
@@ -267,6 +148,13 @@ class RestApi:
 
     async def exchange_info(self, call: Call):
         wanted = None
+        status = call.get("symbolStatus")
+        if status is not None:
+            # "Cannot be used in combination with `symbols` or `symbol`."
+            if call.get("symbol") or call.get("symbols"):
+                raise errors.bad_combination()
+            if status not in SYMBOL_STATUSES:
+                raise errors.bad_param("symbolStatus")
         if call.get("symbol"):
             wanted = [call.get("symbol").upper()]
         elif call.get("symbols"):
@@ -279,6 +167,8 @@ class RestApi:
             for s in wanted:
                 self.engine.spec(s)
             specs = [s for s in specs if s.symbol in wanted]
+        if status is not None:
+            specs = [s for s in specs if s.status == status]
         limits = self.venue.limits
         return {
             "timezone": "UTC", "serverTime": wall_ms(),
@@ -286,10 +176,21 @@ class RestApi:
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                  "limit": limits.weight_per_minute},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": limits.orders_per_10s},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": limits.orders_per_day},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5,
+                 "limit": limits.raw_requests_per_5m},
             ],
             "exchangeFilters": [],
             "symbols": [s.exchange_info() for s in specs],
         }
+
+    async def avg_price(self, call: Call):
+        """GET /api/v3/avgPrice: the average the filters use (PERCENT_PRICE_BY_SIDE's avgPriceMins)."""
+        spec = self.engine.spec(self._symbol(call))
+        band = spec.filters.percent_price_by_side
+        minutes = band.avg_price_mins if band else 5
+        return {"mins": minutes, "price": format_amount(self.engine.average_price(spec.symbol, minutes)),
+                "closeTime": wall_ms()}
 
     async def depth(self, call: Call):
         symbol = self._symbol(call)
@@ -337,6 +238,8 @@ class RestApi:
         if side not in SIDES:
             raise errors.VenueError(-1117, "Invalid side.")
         order_type = call.need("type").upper()
+        if order_type in errors.UNSUPPORTED_ORDER_TYPES:  # a documented type the symbol does not take
+            raise errors.rejected(errors.UNSUPPORTED_ORDER_TYPES[order_type])
         if order_type not in ORDER_TYPES:
             raise errors.VenueError(-1116, "Invalid orderType.")
         time_in_force = ""
@@ -357,6 +260,10 @@ class RestApi:
                 raise errors.VenueError(
                     -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
                     if not qty else "Parameter 'quoteOrderQty' sent when not required.")
+        if call.get("icebergQty") is not None:
+            self._refuse_iceberg(symbol, qty, call.amount("icebergQty"))
+        if call.get("pegPriceType") is not None:
+            raise errors.rejected(errors.PEGGED_UNSUPPORTED)
         client_order_id = call.client_id("newClientOrderId")
         resp_type = (call.get("newOrderRespType") or ("FULL" if order_type in ("LIMIT", "MARKET") else "ACK")).upper()
         if resp_type not in ("ACK", "RESULT", "FULL"):
@@ -371,6 +278,16 @@ class RestApi:
         fills = [x for x in self.engine.outbox
                  if getattr(x, "exec_type", None) == "TRADE" and x.order is order]
         return render.order_full(order, fills)
+
+    def _refuse_iceberg(self, symbol: str, qty: int, iceberg_qty: int) -> None:
+        """The sim has no iceberg orders (icebergAllowed false): the icebergQty filters are enforced as the
+        venue does (LOT_SIZE "for quantity/icebergQty", ICEBERG_PARTS), then the order is refused."""
+        filters = self.engine.spec(symbol).filters
+        if filters.lot_size and not filters.lot_size.admits(iceberg_qty):
+            raise errors.filter_failure("LOT_SIZE")
+        if filters.iceberg_parts is not None and iceberg_qty and iceberg_parts(qty, iceberg_qty) > filters.iceberg_parts:
+            raise errors.filter_failure("ICEBERG_PARTS")
+        raise errors.rejected(errors.ICEBERG_UNSUPPORTED)
 
     def _order_ref(self, call: Call) -> tuple[int | None, str | None]:
         order_id, client_id = call.integer("orderId"), call.get("origClientOrderId")
@@ -409,6 +326,18 @@ class RestApi:
                 entries.append(entry)
             entry["orderReports"].append(report)
         return entries
+
+    async def amend_order(self, call: Call):
+        """PUT /api/v3/order/amend/keepPriority: a smaller quantity, the same place in the queue."""
+        symbol = self._symbol(call)
+        order_id, client_id = self._order_ref(call)
+        new_qty = call.amount("newQty") if call.need("newQty") else 0
+        if new_qty <= 0:
+            raise errors.bad_param("newQty")
+        new_client_id = call.client_id("newClientOrderId")
+        amendment = self.engine.amend_keep_priority(call.account.api_key, symbol, order_id, client_id,
+                                                    new_client_id, new_qty, not_after_us=call.deadline_us)
+        return render.amended(amendment)
 
     async def query_order(self, call: Call):
         symbol = self._symbol(call)

@@ -32,6 +32,8 @@ class VenueLimits:
     weight_per_minute: int = 6000
     orders_per_10s: int = 100
     ws_ping_interval_s: float = 20.0
+    orders_per_day: int = 200_000  # the real venue's ORDERS 1 DAY
+    raw_requests_per_5m: int = 300_000  # RAW_REQUESTS 5 MINUTE since CHANGELOG 2026-03-27
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class Venue:
         self.limits = limits
         self.weights = FixedWindow(limits.weight_per_minute, 60_000)
         self.order_counts = FixedWindow(limits.orders_per_10s, 10_000)
+        self.order_counts_day = FixedWindow(limits.orders_per_day, 86_400_000)  # resets at 00:00 UTC
+        self.raw_requests = FixedWindow(limits.raw_requests_per_5m, 300_000)
         self.stream_clients: set[StreamClient] = set()
         self.ws_api_connections: set[Outbound] = set()
         self.user_data: set[UserDataSubscription] = set()

@@ -86,7 +86,7 @@ async def test_bad_signature_and_unknown_key(rest):
     ({"price": "0.001"}, "PRICE_FILTER"),
     ({"quantity": "0.000015"}, "LOT_SIZE"),
     ({"quantity": "0.000001"}, "LOT_SIZE"),
-    ({"quantity": "0.00001", "price": "100"}, "NOTIONAL"),
+    ({"quantity": "0.00001", "price": "50000"}, "NOTIONAL"),
 ])
 async def test_filter_failures(rest, change, failing_filter):
     assert await _error(rest, "POST", "/api/v3/order", {**LIMIT_BUY, **change}) == (
