@@ -19,7 +19,8 @@ from understudy.node.book import BUFFER_LIMIT, Applied, BookState, LocalBook
 from understudy.node.client_ids import MAX_EPOCH, ClientIdFactory, base36, parse
 from understudy.node.instrument import Instrument
 from understudy.node.messages import (AccountInfo, AccountPosition, Balance, BalanceRow, DepthSnapshot,
-                                      DepthUpdate, ExecutionReport, OpenOrder, OrderReply)
+                                      DepthUpdate, ExecutionReport, ExecutionType, OpenOrder, OrderReply,
+                                      OrderSide, OrderStatus, OrderType)
 from understudy.node.oms import FINISHED_KEPT, TERMINAL, ManagedOrder, Oms, Status
 from understudy.node.risk import OrderIntent, RiskView, check, state_problems
 from understudy.node.strategy import Quote, desired_quotes, stale_quotes
@@ -86,19 +87,20 @@ def order(client_id: str, side: str = "BUY", level: int | None = 0, qty: float =
 def report(c: str, x: str, X: str, *, i: int = 1, z: float = 0.0, l: float = 0.0, L: float = 0.0,  # noqa: E741
            t: int = -1, C: str = "", n: float = 0.0, N: str | None = None, m: bool = False,
            side: str = "BUY") -> ExecutionReport:
-    return ExecutionReport(e="executionReport", E=1, s="BTCUSDT", c=c, S=side, o="LIMIT_MAKER", q=1.0, p=100.0,
-                           C=C, x=x, X=X, i=i, l=l, z=z, L=L, n=n, N=N, T=1, t=t, m=m)
+    return ExecutionReport(e="executionReport", E=1, s="BTCUSDT", c=c, S=OrderSide(side), o=OrderType.LIMIT_MAKER,
+                           q=1.0, p=100.0, C=C, x=ExecutionType(x), X=OrderStatus(X), i=i, l=l, z=z, L=L, n=n, N=N,
+                           T=1, t=t, m=m)
 
 
 def reply(client_id: str, status: str = "NEW", order_id: int = 11, executed: float = 0.0) -> OrderReply:
     return OrderReply(symbol="BTCUSDT", orderId=order_id, clientOrderId=client_id, price=100.0, origQty=1.0,
-                      executedQty=executed, status=status)
+                      executedQty=executed, status=OrderStatus(status))
 
 
 def open_order(client_id: str, order_id: int = 77, side: str = "SELL", price: float = 101.5, qty: float = 0.5,
                executed: float = 0.0, status: str = "NEW") -> OpenOrder:
     return OpenOrder(symbol="BTCUSDT", orderId=order_id, clientOrderId=client_id, price=price, origQty=qty,
-                     executedQty=executed, status=status, side=side, type="LIMIT_MAKER")
+                     executedQty=executed, status=OrderStatus(status), side=OrderSide(side), type=OrderType.LIMIT_MAKER)
 
 
 # ==============================================================================
@@ -811,10 +813,16 @@ class TestOmsFills:
         assert oms.get(cid(1)).status is Status.PARTIALLY_FILLED
 
     def test_unknown_venue_status_keeps_current(self):
-        oms = Oms(NODE)
+        """An undocumented status is never read as NEW: the order keeps its status, the value is
+        counted, and the order is queued for the engine to ask the venue about."""
+        asked = []
+        oms = Oms(NODE, on_verify=asked.append)
         oms.on_sent(order(cid(1)))
-        oms.on_execution(report(cid(1), "NEW", "PENDING_NEW", i=7), 1.0)
+        oms.on_execution(report(cid(1), "NEW", "NOT_A_STATUS", i=7), 1.0)
         assert oms.get(cid(1)).status is Status.PENDING_NEW
+        assert asked == [cid(1)] and list(oms.to_verify) == [cid(1)]
+        assert oms.ledger.unknown_values == {("executionReport", "X"): 1}
+        assert oms.ledger.unknown_value_samples[("executionReport", "X")] == {"NOT_A_STATUS"}
 
     def test_fill_reported_after_the_cancel_reply_is_not_lost(self):
         oms = Oms(NODE)

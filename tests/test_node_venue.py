@@ -1,6 +1,7 @@
 """The node's venue-facing parts against the simulated exchange over real
 sockets: book sync and resync, and the order path through the lease gate."""
 import asyncio
+import dataclasses
 import msgspec
 import math
 import time
@@ -11,6 +12,7 @@ import pytest
 from understudy.coordinator.lease import Lease
 from understudy.node import venue_errors as ve
 from understudy.node.book import LocalBook
+from understudy.node.filters import AccountContext
 from understudy.node.client_ids import ClientIdFactory
 from understudy.node.instrument import Instrument
 from understudy.node.marketdata import MarketData
@@ -81,6 +83,13 @@ class Harness:
                                  lambda: None)
         self.stop = asyncio.Event()
 
+    def account(self) -> AccountContext:
+        """What the engine would tell the gate: its own open orders, and the book's mid as the
+        reference price of PERCENT_PRICE_BY_SIDE."""
+        open_orders, buy_qty, _ = self.oms.exposure()
+        return AccountContext(open_orders=open_orders, base_held=10.0, open_buy_qty=buy_qty,
+                              reference_price=self.view.mid)
+
     def _on_execution(self, report):
         fill = self.oms.on_execution(report, time.monotonic())
         if fill:
@@ -93,7 +102,7 @@ class Harness:
         server_ms = await self.rest.server_time()
         self.venue_clock.on_round_trip(sent_at, server_ms, time.monotonic())
         self.gate = OrderGate(self.rest, self.instrument, self.oms, self.config.risk, lambda: self.lease,
-                              lambda: self.view, 80, self.venue_clock, 5000)
+                              lambda: self.view, 80, self.venue_clock, 5000, account_context=self.account)
         self.task = asyncio.create_task(self.stream.run(self.stop))
         await asyncio.wait_for(self.stream.subscribed.wait(), 5)
         return self
@@ -155,6 +164,11 @@ async def test_venue_rejections_reach_the_oms(harness, quiet_sim):
     assert exc.value.code == -2010 and crossing.status is Status.REJECTED
 
     too_small = harness.order("BUY", 59950.0, 0.00001)  # 0.60 USDT: under the NOTIONAL filter
+    with pytest.raises(NotPermitted, match="filter-NOTIONAL"):
+        await harness.gate.send(too_small)  # the node knows the venue's filters: refused before sending
+    # With the node's own check out of the way, the venue's refusal still reaches the OMS (the backstop).
+    harness.gate.set_instrument(dataclasses.replace(harness.instrument, rules=None))
+    too_small = harness.order("BUY", 59950.0, 0.00001)
     with pytest.raises(ve.FilterFailure):
         await harness.gate.send(too_small)
     assert too_small.status is Status.REJECTED

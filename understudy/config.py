@@ -72,6 +72,9 @@ class MarketSection(_Section, kw_only=True):
     symbol: Symbol
     depth_stream: Literal["100ms", "1000ms"] = "100ms"
     snapshot_limit: Annotated[int, msgspec.Meta(ge=5, le=5000)] = 1000
+    # How often the symbol's status and filters are read again from exchangeInfo (weight 20 on Binance:
+    # every 30 s is 40 of the 6000 a minute). A venue refusal saying the market is closed reads it at once.
+    exchange_info_interval_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
 
 
 class StrategySection(_Section, kw_only=True):

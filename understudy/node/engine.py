@@ -6,6 +6,13 @@ orders and cancel what an earlier run of this node left resting, sync the
 book, check risk — and only then quote. Every order goes through the lease
 gate (`order_gate.py`); cancels go by client id.
 
+The symbol's state is the venue's: nothing is quoted unless exchangeInfo
+says TRADING (read at start, then every `market.exchange_info_interval_s`,
+and at once when an order is refused with "Market is closed."); in any other
+state the node cancels its own orders and stays halted, the state named in
+its halt reasons. Every order is checked against every filter the venue
+publishes before it is sent (order_gate.py, filters.py).
+
 Every loop runs supervised (`supervision.py`): one that fails unexpectedly
 is logged, counted and restarted with a backoff; one that keeps failing is
 fatal — the node ends its lease, stops trading and exits for systemd to
@@ -26,9 +33,11 @@ from .account import AccountState, DayReference
 from .book import LocalBook
 from . import client_ids as client_ids_mod
 from .client_ids import ClientIdFactory
+from .decode_ledger import DecodeLedger
+from .filters import AccountContext, symbol_refusal
 from .instrument import Instrument
 from .marketdata import MarketData
-from .messages import AccountPosition, ExecutionReport
+from .messages import AccountPosition, ExecutionReport, OpenOrder, OrderSide
 from .oms import ManagedOrder, Oms
 from .order_gate import NotPermitted, OrderGate
 from .rest import VenueRest
@@ -40,6 +49,8 @@ from .venue_clock import VenueClock
 log = logs.get("engine")
 RECONCILE_GRACE_S = 2.0
 STARTUP_TIMEOUT_S = 15.0
+AVG_PRICE_MAX_AGE_S = 120.0  # an older venue average price is not used; the book's mid stands in
+VERIFICATIONS_AT_ONCE = 8  # orders being asked about over REST at the same time, at most
 
 
 class NodeEngine:
@@ -49,7 +60,8 @@ class NodeEngine:
         self.clock = clock
         self.node_id = config.node.id
         self.book = LocalBook(config.market.symbol)
-        self.oms = Oms(self.node_id)
+        self.ledger = DecodeLedger()  # everything the node could not read from the venue
+        self.oms = Oms(self.node_id, self.ledger, on_verify=self._schedule_verify)
         self.ids = ClientIdFactory(self.node_id, time.time_ns() // 1_000_000)
         self.store = StateStore(config.node.state_dir, self.node_id)
         self.solo = config.node.mode == "solo"
@@ -82,6 +94,16 @@ class NodeEngine:
         self.on_fatal = None  # set by the process (run.py): ends the lease and makes the node exit
         self.orphan_sweeps_failed = 0
         self._foreign_seen: set[str] = set()  # other clients' orders already reported
+        # The symbol as the venue last described it, and when the venue last said it was closed.
+        self.market_closed_at: float | None = None  # monotonic; cleared by an exchangeInfo read after it
+        self.rules_read_at: float | None = None
+        self.rules_refresh = asyncio.Event()  # set to read exchangeInfo now
+        self.exchange_info_failures = 0
+        self.market_closed_refusals = 0
+        self.avg_price: tuple[float, float] | None = None  # (price, monotonic time read)
+        self.foreign_open = (0, 0.0)  # other clients' open orders on the symbol, and their open BUY quantity
+        self._verifying: set[str] = set()
+        self.verifications = 0
 
     @property
     def role(self) -> str:
@@ -143,21 +165,25 @@ class NodeEngine:
         self._session = aiohttp.ClientSession()
         self.rest = VenueRest(self._session, cfg.venue.rest_url, self.secrets.api_key, self.secrets.api_secret,
                               cfg.venue.recv_window_ms, cfg.venue.request_timeout_s,
-                              venue_time_ms=self._venue_time_ms)
+                              venue_time_ms=self._venue_time_ms, ledger=self.ledger)
         self.panic_reason = self.store.panic()
         self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info(cfg.market.symbol),
                                                         cfg.market.symbol)
+        self.rules_read_at = self.clock()
+        self._note_rules(None, self.instrument)
         self.account = AccountState(self.instrument.base, self.instrument.quote, cfg.risk.inventory_target)
         self.gate = OrderGate(self.rest, self.instrument, self.oms, cfg.risk, lambda: self.lease, self.risk_view,
                               cfg.venue.max_orders_per_10s, self.venue_clock, cfg.venue.recv_window_ms,
-                              self.clock, enabled=lambda: self.trading_enabled)
+                              self.clock, enabled=lambda: self.trading_enabled, symbol_refusal=self.symbol_problem,
+                              account_context=self.account_context)
         for _ in range(3):  # a first estimate of the venue's clock before anything is signed with it
             await self.probe_venue_clock()
         self._spawn(self._venue_clock_loop, "venue-clock")
 
         # User data first, so nothing that happens during the REST sync is missed.
         self.userstream = UserStream(cfg.venue.ws_api_url, self.secrets.api_key, self.secrets.api_secret,
-                                     self._on_execution, self._on_position, self._on_user_resubscribed)
+                                     self._on_execution, self._on_position, self._on_user_resubscribed,
+                                     ledger=self.ledger, on_missed=self._on_user_event_missed)
         self._spawn(lambda: self.userstream.run(self._stop), "userstream")
         await asyncio.wait_for(self.userstream.subscribed.wait(), STARTUP_TIMEOUT_S)
 
@@ -173,7 +199,7 @@ class NodeEngine:
             log.warning("open orders on the account that are not this node's", orders=foreign)
 
         self.marketdata = MarketData(self.book, self.rest, cfg.venue.stream_url, cfg.market.depth_stream,
-                                     cfg.market.snapshot_limit, self._on_book_update, self.clock)
+                                     cfg.market.snapshot_limit, self._on_book_update, self.clock, ledger=self.ledger)
         self._spawn(lambda: self.marketdata.run(self._stop), "marketdata")
         deadline = self.clock() + STARTUP_TIMEOUT_S
         while not (self.book.is_live() and self.book.age(self.clock()) < cfg.risk.max_book_age_s):
@@ -182,6 +208,7 @@ class NodeEngine:
             await asyncio.sleep(0.02)
 
         self._spawn(self._reconcile_loop, "reconcile")
+        self._spawn(self._exchange_info_loop, "exchange-info")
         self._spawn(lambda: self.stats.run(self._stop), "stats")
         self._spawn(self._quote_loop, "quoter")
         self._evaluate_quoting()
@@ -290,7 +317,8 @@ class NodeEngine:
     async def reconcile(self) -> None:
         await self.sync_account()
         venue_open = await self.rest.open_orders(self.cfg.market.symbol)
-        adopted, _ = self.oms.reconcile(venue_open, self.clock(), RECONCILE_GRACE_S)
+        adopted, foreign = self.oms.reconcile(venue_open, self.clock(), RECONCILE_GRACE_S)
+        self._note_foreign(venue_open, foreign)
         if adopted:
             log.warning("reconcile found untracked orders of this node", orders=adopted)
         await self.sweep_orphans([o.clientOrderId for o in venue_open])
@@ -358,6 +386,144 @@ class NodeEngine:
         log.info("protective cancel done", cancelled=len(cancelled), swept_after=swept, older_left=len(left))
         return len(left)
 
+    # -- the symbol as the venue describes it ------------------------------------------
+    def symbol_problem(self) -> str | None:
+        """Why no order may be sent on the symbol now, as the venue says it; None while it trades.
+        The venue having refused an order with "Market is closed." counts until an exchangeInfo
+        read after that refusal says TRADING again."""
+        if self.instrument is None or self.instrument.rules is None:
+            return None  # a hand-built instrument (tests, benchmarks): no venue word on its status
+        reason = symbol_refusal(self.instrument.rules.status)
+        if reason is not None:
+            return reason
+        if self.market_closed_at is not None:
+            return "symbol-closed-by-venue"
+        return None
+
+    def _note_rules(self, previous: Instrument | None, current: Instrument) -> None:
+        rules = current.rules
+        if previous is None or previous.rules is None or previous.rules.status is not rules.status:
+            level = log.info if rules.status.known and rules.accepts_new_orders else log.warning
+            level("symbol status", symbol=current.symbol, status=rules.status.value,
+                  previous=previous.rules.status.value if previous is not None and previous.rules else None)
+            if not rules.status.known:
+                self.ledger.on_unknown_value("exchangeInfo", "status", rules.status.value, current.symbol)
+        known_before = {u.filter_type for u in previous.rules.unknown} if previous and previous.rules else set()
+        for unknown in rules.unknown:
+            if unknown.filter_type not in known_before:
+                self.ledger.on_unknown_value("exchangeInfo", "filterType", unknown.filter_type, current.symbol)
+        if previous is not None and (previous.tick_size, previous.step_size) != (current.tick_size, current.step_size):
+            log.warning("the venue changed the symbol's tick or step size", tick=current.tick_size,
+                        step=current.step_size, previous_tick=previous.tick_size, previous_step=previous.step_size)
+
+    async def refresh_rules(self) -> None:
+        """Reads exchangeInfo (and the average price, if a percent-price filter needs it) and acts
+        on a change of the symbol's status or filters at once."""
+        read_at = self.clock()
+        instrument = Instrument.from_exchange_info(await self.rest.exchange_info(self.cfg.market.symbol),
+                                                   self.cfg.market.symbol)
+        previous, self.instrument = self.instrument, instrument
+        self.rules_read_at = read_at
+        if self.market_closed_at is not None and read_at > self.market_closed_at:
+            if instrument.rules.accepts_new_orders:
+                log.warning("exchangeInfo says the symbol trades again after the venue said it was closed",
+                            status=instrument.rules.status.value)
+            self.market_closed_at = None  # exchangeInfo's word, read after the refusal, is the newer one
+        if self.gate is not None:
+            self.gate.set_instrument(instrument)
+        self._note_rules(previous, instrument)
+        rules = instrument.rules
+        if rules.get("PERCENT_PRICE") is not None or rules.get("PERCENT_PRICE_BY_SIDE") is not None:
+            try:
+                avg = await self.rest.avg_price(self.cfg.market.symbol)
+                self.avg_price = (avg.price, self.clock())
+            except ve.VenueError as exc:
+                log.debug("average price unavailable; the book's mid stands in", error=str(exc))
+        self._evaluate_quoting()
+        self._requote.set()
+
+    async def _exchange_info_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.rules_refresh.wait(), self.cfg.market.exchange_info_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self.rules_refresh.clear()
+            try:
+                await self.refresh_rules()
+            except (ve.VenueError, LookupError) as exc:
+                self.exchange_info_failures += 1
+                log.warning("exchangeInfo read failed; the last rules stand", error=str(exc))
+
+    def on_market_closed(self, client_id: str | None = None) -> None:
+        """The venue refused an order because the symbol is not trading: halt now (cancel what
+        is ours), and read exchangeInfo to learn the symbol's state."""
+        self.market_closed_refusals += 1
+        if self.market_closed_at is None:
+            log.warning("the venue says the market is closed: halting and reading exchangeInfo",
+                        client_id=client_id)
+        self.market_closed_at = self.clock()
+        self.rules_refresh.set()
+        self._evaluate_quoting()
+        self._requote.set()
+
+    def reference_price(self) -> float | None:
+        """What PERCENT_PRICE(_BY_SIDE) judges an order against: the venue's average price when
+        read recently, else the local book's mid (within bps of it on a liquid symbol)."""
+        if self.avg_price is not None and self.clock() - self.avg_price[1] <= AVG_PRICE_MAX_AGE_S:
+            return self.avg_price[0]
+        return self.book.mid() if self.book.is_live() else None
+
+    def account_context(self) -> AccountContext:
+        """The account at the venue as this node knows it, for the filters that count orders or
+        the position: its own orders plus other clients' seen in the last listing."""
+        open_orders, buy_qty, _ = self.oms.exposure()
+        foreign_orders, foreign_buy_qty = self.foreign_open
+        base_held = self.account.total(self.instrument.base) if self.account is not None else 0.0
+        return AccountContext(open_orders=open_orders + foreign_orders,
+                              open_orders_exchange=open_orders + foreign_orders, base_held=base_held,
+                              open_buy_qty=buy_qty + foreign_buy_qty, reference_price=self.reference_price())
+
+    def _note_foreign(self, venue_open: list[OpenOrder], foreign: list[str]) -> None:
+        ids = set(foreign)
+        others = [o for o in venue_open if o.clientOrderId in ids]
+        self.foreign_open = (len(others), sum(o.origQty - o.executedQty for o in others if o.side is OrderSide.BUY))
+
+    # -- orders the venue said something unreadable about ---------------------------------
+    def _schedule_verify(self, client_id: str) -> None:
+        if client_id in self._verifying or len(self._verifying) >= VERIFICATIONS_AT_ONCE:
+            return  # the periodic reconcile covers what is not asked about now
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a unit test driving the OMS): the reconcile covers it
+        self._verifying.add(client_id)
+        loop.create_task(self._verify(client_id))
+
+    async def _verify(self, client_id: str) -> None:
+        """A one-shot query of one order: nothing may escape it unseen."""
+        try:
+            self.verifications += 1
+            venue_order = await self.rest.query_order(self.cfg.market.symbol, client_id)
+            self.oms.on_verified(venue_order, self.clock())
+        except ve.UnknownOrder:
+            self.oms.to_verify.pop(client_id, None)
+            self.oms.on_cancel_unknown_order(client_id, self.clock())
+        except ve.VenueError as exc:
+            log.warning("could not ask the venue about an order", client_id=client_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001
+            self.supervisor.failures["order-verify"] += 1
+            log.exception("asking the venue about an order failed unexpectedly", client_id=client_id,
+                          error=repr(exc))
+        finally:
+            self._verifying.discard(client_id)
+        self._requote.set()
+
+    def _on_user_event_missed(self) -> None:
+        """A user-data event did not decode: a fill or a status may be missing; REST has it."""
+        if self.account is not None and self.account.synced:
+            asyncio.get_running_loop().create_task(self._safe_reconcile())
+
     def readiness(self) -> dict[str, bool]:
         now = self.clock()
         problems = risk.state_problems(self.cfg.risk, self.risk_view())
@@ -424,6 +590,9 @@ class NodeEngine:
         venue_problem = self.venue_problem()
         if venue_problem is not None:
             reasons.append(venue_problem)
+        symbol_problem = self.symbol_problem()
+        if symbol_problem is not None:
+            reasons.append(symbol_problem)
         if not self.userstream.connected:
             reasons.append("user-stream-down")
         if not self.trading_enabled:
@@ -488,7 +657,11 @@ class NodeEngine:
         try:
             await self.gate.send(order)
         except NotPermitted as exc:
-            log.info("order refused by the gate", reason=exc.reason, side=order.side, price=order.price)
+            log.info("order refused by the gate", reason=exc.reason, detail=exc.detail, side=order.side,
+                     price=order.price, qty=order.qty)
+        except ve.MarketClosed as exc:
+            log.warning("order refused by the venue: market closed", code=exc.code, client_id=order.client_id)
+            self.on_market_closed(order.client_id)
         except ve.OrderRejected as exc:
             log.info("order rejected by the venue", code=exc.code, msg=exc.msg, client_id=order.client_id)
         except ve.VenueError as exc:
@@ -588,4 +761,27 @@ class NodeEngine:
                         "filled": round(o.filled, 8), "status": o.status.value} for o in self.oms.live.values()],
             "fills": {"count": self.fills, "bought": self.filled_qty["BUY"], "sold": self.filled_qty["SELL"]},
             "gate": {"sent": self.gate.sent if self.gate else 0, "refusals": dict(self.gate.refusals) if self.gate else {}},
+            "venue": self.venue_status(),
+        }
+
+    def venue_status(self) -> dict:
+        """The symbol as the venue describes it, and what the node could not read from the venue."""
+        rules = self.instrument.rules if self.instrument is not None else None
+        md, us = self.marketdata, self.userstream
+        return {
+            "symbol_status": rules.status.value if rules is not None else None,
+            "symbol_problem": self.symbol_problem(),
+            "filters": sorted(rules.filters) if rules is not None else [],
+            "unknown_filters": sorted({u.filter_type for u in rules.unknown}) if rules is not None else [],
+            "market_closed_refusals": self.market_closed_refusals,
+            "exchange_info_failures": self.exchange_info_failures,
+            "streams": {"market_handovers": md.handovers if md else 0,
+                        "market_shutdown_notices": md.shutdown_notices if md else 0,
+                        "user_handovers": us.handovers if us else 0,
+                        "user_shutdown_notices": us.shutdown_notices if us else 0,
+                        "user_terminations": us.terminations if us else 0},
+            "oms": {"zero_qty_trades": self.oms.zero_qty_trades, "prevented_matches": self.oms.prevented_matches,
+                    "amendments": self.oms.amendments, "verifications": self.verifications,
+                    "cancel_all_order_lists": self.rest.order_lists_cancelled if self.rest else 0},
+            "decode": self.ledger.summary(),
         }

@@ -1,8 +1,15 @@
-"""A symbol's trading rules, and prices and sizes rounded to them."""
+"""A symbol's trading rules, and prices and sizes rounded to them.
+
+The tick, step and minimum notional the strategy rounds to come from the
+venue's PRICE_FILTER, LOT_SIZE and NOTIONAL/MIN_NOTIONAL; every filter the
+venue published, and the symbol's status, are kept in `rules` (filters.py),
+which the order gate checks each order against before sending it.
+"""
 import functools
 import math
 from dataclasses import dataclass
 
+from .filters import SymbolRules
 from .messages import ExchangeInfo
 
 
@@ -21,16 +28,20 @@ class Instrument:
     step_size: float
     min_qty: float
     min_notional: float
+    rules: SymbolRules | None = None  # None only where a test builds an instrument by hand
 
     @classmethod
     def from_exchange_info(cls, info: ExchangeInfo, symbol: str) -> "Instrument":
         for s in info.symbols:
             if s.symbol == symbol:
-                f = {flt["filterType"]: flt for flt in s.filters}
-                notional = f.get("NOTIONAL") or f.get("MIN_NOTIONAL") or {}
-                return cls(symbol, s.baseAsset, s.quoteAsset, float(f["PRICE_FILTER"]["tickSize"]),
-                           float(f["LOT_SIZE"]["stepSize"]), float(f["LOT_SIZE"]["minQty"]),
-                           float(notional.get("minNotional", 0.0)))
+                rules = SymbolRules.from_symbol_info(s, info.exchangeFilters)
+                price, lot = rules.get("PRICE_FILTER"), rules.get("LOT_SIZE")
+                if price is None or lot is None:
+                    raise LookupError(f"{symbol}: the venue publishes no PRICE_FILTER or LOT_SIZE; "
+                                      "orders cannot be rounded")
+                notional = rules.get("NOTIONAL") or rules.get("MIN_NOTIONAL")
+                return cls(symbol, s.baseAsset, s.quoteAsset, price.tickSize, lot.stepSize, lot.minQty,
+                           notional.minNotional if notional is not None else 0.0, rules)
         raise LookupError(f"symbol {symbol} is not listed by the venue")
 
     def price_ticks(self, price: float, side: str) -> int:

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from .. import __version__
 from .histogram import TAKEOVER_BOUNDS_S, Histogram, Snapshot
+from .messages import SymbolStatus
 from .risk import CHECKS
 
 ROLES = ("starting", "standby", "candidate", "primary", "halted", "fenced", "handing-over")
@@ -25,6 +26,7 @@ TAKEOVER_REASONS = ("peer-silent", "no-primary", "switchover", "other")
 TAKEOVER_PHASES = (("acquire", "detected", "acquired"), ("protective_cancel", "acquired", "protective_cancel_done"),
                    ("reconcile", "protective_cancel_done", "reconciled"), ("first_quote", "reconciled", "first_quote"),
                    ("total", "detected", "first_quote"))
+SYMBOL_STATUSES = (*(s.name for s in SymbolStatus), "UNKNOWN")
 NEVER = 1e9  # exported instead of +Inf ("never heard"): comparisons and graphs stay usable
 
 
@@ -155,6 +157,7 @@ class EngineCollector:
         yield _counter("understudy_orphan_cancel_failures", "older-epoch orders whose cancel failed (swept again "
                        "at the next sighting or reconcile)", node, e.orphan_sweeps_failed)
         yield from self._venue_clock(e, node)
+        yield from self._venue_wire(e, node)
         yield _labelled(CounterMetricFamily, "understudy_task_failures", "unexpected failures of supervised tasks, "
                         "by task", node, "task", {**e.supervisor.failures,
                                                   **(e.ha.supervisor.failures if getattr(e, "ha", None) else {})})
@@ -169,6 +172,45 @@ class EngineCollector:
                      estimate.uncertainty_ms / 1000 if estimate else NEVER)
         yield _counter("understudy_venue_clock_probe_failures", "venue time probes that got no answer", node,
                        e.venue_clock.failures)
+
+    def _venue_wire(self, e, node: str):
+        """The symbol as the venue describes it, the streams' early reconnects, and what the node
+        could not read from the venue (decode_ledger.py)."""
+        rules = e.instrument.rules if e.instrument is not None else None
+        status = rules.status.name if rules is not None else None
+        yield _labelled(GaugeMetricFamily, "understudy_symbol_status", "1 for the symbol's status in the venue's "
+                        "last exchangeInfo (UNKNOWN: a status the node does not know)", node, "status",
+                        {name: 1.0 if status == name else 0.0 for name in SYMBOL_STATUSES})
+        yield _gauge("understudy_symbol_tradable", "1 while the venue lets the symbol trade (status TRADING, "
+                     "no 'Market is closed.' refusal since)", node, 0.0 if e.symbol_problem() else 1.0)
+        md, us = e.marketdata, e.userstream
+        yield _labelled(CounterMetricFamily, "understudy_stream_handovers", "early reconnects after a "
+                        "serverShutdown notice, the old connection kept until the new one took over", node,
+                        "stream", {"market": md.handovers if md else 0, "user": us.handovers if us else 0})
+        yield _labelled(CounterMetricFamily, "understudy_server_shutdown_notices", "serverShutdown events "
+                        "received", node, "stream", {"market": md.shutdown_notices if md else 0,
+                                                     "user": us.shutdown_notices if us else 0})
+        ledger = e.ledger
+        family = CounterMetricFamily("understudy_venue_undecodable", "venue messages that did not decode, by "
+                                     "source and message", labels=["node", "source", "message"])
+        for (source, message), n in ledger.undecodable.items():
+            family.add_metric([node, source, message], float(n))
+        yield family
+        family = CounterMetricFamily("understudy_venue_unknown_values", "documented messages carrying a value "
+                                     "outside the documented set, by message and field",
+                                     labels=["node", "message", "field"])
+        for (message, field), n in ledger.unknown_values.items():
+            family.add_metric([node, message, field], float(n))
+        yield family
+        family = CounterMetricFamily("understudy_venue_unknown_events", "venue event types the node does not "
+                                     "know (ignored), by source", labels=["node", "source", "event"])
+        for (source, event), n in ledger.unknown_events.items():
+            family.add_metric([node, source, event], float(n))
+        yield family
+        yield _labelled(CounterMetricFamily, "understudy_execution_reports", "execution reports that are no fill "
+                        "or change an order's size", node, "kind",
+                        {"zero_qty_trade": e.oms.zero_qty_trades, "prevented_match": e.oms.prevented_matches,
+                         "amendment": e.oms.amendments})
 
     def _ha_metrics(self, ha, node: str):
         peer = ha.link.last_peer

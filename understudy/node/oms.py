@@ -4,15 +4,29 @@ reconciliation. Sans-I/O: every method takes `now` (monotonic seconds).
 Replies and stream events race each other, so a status only moves forward:
 a REST `NEW` arriving after a streamed fill does not undo the fill, and
 nothing leaves a terminal state.
+
+What the venue says is taken as Binance documents it:
+- an order status the node does not know (messages.py) changes nothing: the
+  order keeps its status, the value is counted, and the order is queued in
+  `to_verify` for the engine to ask the venue about it over REST;
+- a TRADE report with a zero last quantity is no fill (its status and
+  cumulative quantity still count); a TRADE_PREVENTION report is no fill
+  either (self-trade prevention expired quantity instead of trading it);
+- an amendment (`REPLACED`, order amend keep priority) sets the order's new
+  quantity, and follows the order if the amendment gave it a new client id;
+- an ACK reply (no status) acknowledges the order without guessing one.
 """
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+from typing import Callable
+
 from . import client_ids
+from .decode_ledger import DecodeLedger
 from .histogram import Histogram
-from .messages import ExecutionReport, OpenOrder, OrderReply
+from .messages import ExecutionReport, ExecutionType, OpenOrder, OrderReply, OrderStatus
 
 
 class Status(Enum):
@@ -31,9 +45,15 @@ class Status(Enum):
 TERMINAL = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED, Status.GONE})
 _RANK = {Status.PENDING_NEW: 0, Status.UNKNOWN: 0, Status.NEW: 1, Status.PARTIALLY_FILLED: 2,
          Status.PENDING_CANCEL: 3}
-_VENUE_STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED, "FILLED": Status.FILLED,
-                 "CANCELED": Status.CANCELED, "REJECTED": Status.REJECTED, "EXPIRED": Status.EXPIRED,
-                 "EXPIRED_IN_MATCH": Status.EXPIRED, "PENDING_CANCEL": Status.PENDING_CANCEL}
+# Every documented venue status, and what it means here. A venue PENDING_NEW (an order list's pending
+# leg) is accepted and open; EXPIRED_IN_MATCH (self-trade prevention) is expired.
+_VENUE_STATUS = {OrderStatus.NEW: Status.NEW, OrderStatus.PENDING_NEW: Status.NEW,
+                 OrderStatus.PARTIALLY_FILLED: Status.PARTIALLY_FILLED, OrderStatus.FILLED: Status.FILLED,
+                 OrderStatus.CANCELED: Status.CANCELED, OrderStatus.REJECTED: Status.REJECTED,
+                 OrderStatus.EXPIRED: Status.EXPIRED, OrderStatus.EXPIRED_IN_MATCH: Status.EXPIRED,
+                 OrderStatus.PENDING_CANCEL: Status.PENDING_CANCEL}
+assert set(_VENUE_STATUS) == set(OrderStatus), "every documented order status has a meaning here"
+TO_VERIFY_KEPT = 1_000
 FINISHED_KEPT = 1_000
 SEEN_TRADES_KEPT = 100_000
 
@@ -56,6 +76,8 @@ class ManagedOrder:
     cancel_sent_at: float | None = None
     finished_at: float | None = None
     accept_by: float = float("-inf")  # the venue refuses it from then on (its recvWindow fence, set at sending)
+    prevented: float = 0.0  # quantity expired by self-trade prevention (the venue's `A`)
+    amendments: int = 0
 
     @property
     def is_live(self) -> bool:
@@ -68,7 +90,8 @@ class ManagedOrder:
 
     @property
     def remaining(self) -> float:
-        return max(0.0, self.qty - self.filled)
+        """What may still fill: original quantity less executed and STP-prevented quantity."""
+        return max(0.0, self.qty - self.filled - self.prevented)
 
 
 class Exposure(NamedTuple):
@@ -89,8 +112,16 @@ class Fill:
 
 
 class Oms:
-    def __init__(self, node_id: str):
+    def __init__(self, node_id: str, ledger: DecodeLedger | None = None,
+                 on_verify: Callable[[str], None] | None = None):
         self.node_id = node_id
+        self.ledger = ledger or DecodeLedger()
+        # Called with a client id the venue said something unreadable about: the engine asks the venue.
+        self.on_verify = on_verify
+        self.to_verify: OrderedDict[str, None] = OrderedDict()
+        self.zero_qty_trades = 0  # TRADE reports with a zero last quantity: no fill
+        self.prevented_matches = 0  # TRADE_PREVENTION reports
+        self.amendments = 0  # REPLACED reports applied
         self.live: dict[str, ManagedOrder] = {}
         self.finished: deque[ManagedOrder] = deque(maxlen=FINISHED_KEPT)
         self.outcomes: dict[str, int] = {}
@@ -115,7 +146,7 @@ class Oms:
         for o in self.live.values():
             if o.status is not Status.PENDING_CANCEL:
                 open_orders += 1
-            remaining = o.qty - o.filled
+            remaining = o.qty - o.filled - o.prevented
             if remaining > 0.0:
                 if o.side == "BUY":
                     buy += remaining
@@ -139,7 +170,13 @@ class Oms:
             self.ack_latency.observe(now - order.sent_at)
             order.acked_at = now
         order.filled = max(order.filled, reply.executedQty)
-        self._advance(order, _VENUE_STATUS.get(reply.status, Status.NEW), now)
+        if reply.status is None:
+            # ACK: the venue has the order; its status comes on the stream.
+            self._advance(order, Status.NEW, now)
+            return
+        status = self._venue_status(reply.status, "orderReply", order.client_id)
+        if status is not None:
+            self._advance(order, status, now)
 
     def on_rejected(self, client_id: str, now: float) -> None:
         order = self.live.get(client_id)
@@ -191,25 +228,106 @@ class Oms:
 
     # -- the user data stream ----------------------------------------------------
     def on_execution(self, report: ExecutionReport, now: float) -> Fill | None:
-        client_id = report.C if report.x == "CANCELED" and report.C else report.c
+        client_id = report.client_id
         order = self.live.get(client_id)
+        if order is None and report.x is ExecutionType.REPLACED:
+            order = self._follow_amendment(report)
         if order is None:
             # Finished already (say, by the REST cancel reply), yet a fill may still be
             # on its way: count it once, leave the order's final state alone.
             order = self._finished_by_id.get(client_id)
-            if order is None or report.x != "TRADE" or (report.i, report.t) in self._seen_trades:
+            if order is None or not self._is_fill(report) or (report.i, report.t) in self._seen_trades:
                 return None
             self._remember_trade((report.i, report.t))
             order.filled = max(order.filled, report.z)
             return Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
         order.order_id = report.i
         order.filled = max(order.filled, report.z)
+        if not report.x.known:
+            self.ledger.on_unknown_value("executionReport", "x", report.x.value, client_id)
         fill = None
-        if report.x == "TRADE" and (report.i, report.t) not in self._seen_trades:
+        if self._is_fill(report) and (report.i, report.t) not in self._seen_trades:
             self._remember_trade((report.i, report.t))
             fill = Fill(client_id, order.side, report.L, report.l, report.n, report.N, report.m)
-        self._advance(order, _VENUE_STATUS.get(report.X, order.status), now)
+        elif report.x is ExecutionType.REPLACED:
+            self._apply_amendment(order, report)
+        elif report.x is ExecutionType.TRADE_PREVENTION:
+            self.prevented_matches += 1
+        if report.A is not None:
+            order.prevented = max(order.prevented, report.A)
+        status = self._venue_status(report.X, "executionReport", client_id)
+        if status is not None:
+            self._advance(order, status, now)
         return fill
+
+    def _is_fill(self, report: ExecutionReport) -> bool:
+        """A TRADE report that moved quantity. Binance has sent TRADE reports with a zero
+        last quantity; those are no fill (the cumulative quantity still counts)."""
+        if report.x is not ExecutionType.TRADE:
+            return False
+        if report.l <= 0.0:
+            self.zero_qty_trades += 1
+            return False
+        return True
+
+    def _follow_amendment(self, report: ExecutionReport) -> ManagedOrder | None:
+        """An amendment may give the order a new client id ("By default, amended orders
+        get a random new client order ID"): the order is found by its old id (`C`) or
+        its order id, and known by the new one from now on."""
+        order = self.live.get(report.C) if report.C else None
+        if order is None:
+            order = next((o for o in self.live.values() if o.order_id == report.i), None)
+        if order is None:
+            return None
+        del self.live[order.client_id]
+        order.client_id = report.c
+        self.live[report.c] = order
+        return order
+
+    def _apply_amendment(self, order: ManagedOrder, report: ExecutionReport) -> None:
+        """The new quantity (`q`) is the order's from now on: the position limit counts it,
+        and the strategy sees a quote that is no longer the size it wants."""
+        if report.q > 0.0 and order.qty > 0.0 and order.qty_steps > 0:
+            step = order.qty / order.qty_steps
+            order.qty_steps = round(report.q / step)
+        order.qty = report.q
+        order.amendments += 1
+        self.amendments += 1
+
+    def _venue_status(self, status: OrderStatus, message: str, client_id: str,
+                      ask_venue: bool = True) -> Status | None:
+        """The venue's status in the OMS's terms; None (counted, and the order queued to
+        be asked about over REST) for a status the node does not know."""
+        if status.known:
+            return _VENUE_STATUS[status]
+        self.ledger.on_unknown_value(message, "X" if message == "executionReport" else "status", status.value,
+                                     client_id)
+        if ask_venue:
+            self.verify(client_id)
+        return None
+
+    def verify(self, client_id: str) -> None:
+        """Queues an order for the engine to ask the venue about (bounded)."""
+        if client_id in self.to_verify:
+            return
+        self.to_verify[client_id] = None
+        if len(self.to_verify) > TO_VERIFY_KEPT:
+            self.to_verify.popitem(last=False)
+        if self.on_verify is not None:
+            self.on_verify(client_id)
+
+    def on_verified(self, venue_order: OpenOrder, now: float) -> None:
+        """The venue's answer to `GET /api/v3/order` for an order queued in `to_verify`."""
+        self.to_verify.pop(venue_order.clientOrderId, None)
+        order = self.live.get(venue_order.clientOrderId)
+        if order is None:
+            return
+        order.order_id = venue_order.orderId
+        order.filled = max(order.filled, venue_order.executedQty)
+        # Not asked again if the answer is unreadable too: the periodic reconcile goes on listing it.
+        status = self._venue_status(venue_order.status, "queryOrder", order.client_id, ask_venue=False)
+        if status is not None:
+            self._advance(order, status, now)
 
     # -- reconciliation -----------------------------------------------------------
     def reconcile(self, venue_open: list[OpenOrder], now: float, grace_s: float) -> tuple[list[str], list[str]]:
@@ -226,15 +344,18 @@ class Oms:
             if order is not None:
                 order.order_id = venue_order.orderId
                 order.filled = max(order.filled, venue_order.executedQty)
-                self._advance(order, _VENUE_STATUS.get(venue_order.status, Status.NEW), now)
+                # Listed as open: at least accepted, whatever status the venue gives.
+                status = self._venue_status(venue_order.status, "openOrders", cid)
+                self._advance(order, status if status is not None else Status.NEW, now)
                 continue
             parsed = client_ids.parse(cid)
             if parsed is None or parsed.node != self.node_id:
                 foreign.append(cid)
                 continue
             # Ours from an earlier run: track it so it is cancelled, never lost.
-            self.live[cid] = ManagedOrder(cid, venue_order.side, 0, 0, venue_order.price, venue_order.origQty,
-                                          parsed.epoch, None, now, _VENUE_STATUS.get(venue_order.status, Status.NEW),
+            status = self._venue_status(venue_order.status, "openOrders", cid)
+            self.live[cid] = ManagedOrder(cid, venue_order.side.value, 0, 0, venue_order.price, venue_order.origQty,
+                                          parsed.epoch, None, now, status if status is not None else Status.NEW,
                                           venue_order.orderId, venue_order.executedQty, acked_at=now)
             adopted.append(cid)
         return adopted, foreign

@@ -12,6 +12,12 @@ Every order it lets through is also fenced at the venue (DESIGN §2.2): its
 so an order delayed past its sender's lease (a frozen process, a slow
 socket) is refused by the venue itself. Without a good enough estimate of
 the venue's clock, nothing is sent.
+
+Before that, every order is checked against the venue's own rules for the
+symbol (filters.py): its status (nothing is sent unless it is TRADING) and
+every filter `exchangeInfo` publishes. An order the venue would refuse is
+refused here, counted by the rule it breaks (`symbol-HALT`,
+`filter-PRICE_FILTER`, ...), and never sent.
 """
 import time
 from collections import deque
@@ -21,23 +27,31 @@ from ..config import RiskSection
 from ..coordinator.lease import Lease
 from . import risk
 from . import venue_errors as ve
+from .filters import AccountContext, OrderIntent
 from .instrument import Instrument
+from .messages import OrderSide, OrderType
 from .oms import ManagedOrder, Oms
 from .rest import VenueRest
 from .venue_clock import VenueClock, format_window
 
 
 class NotPermitted(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason if not detail else f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+_SIDES = {"BUY": OrderSide.BUY, "SELL": OrderSide.SELL}
 
 
 class OrderGate:
     def __init__(self, rest: VenueRest, instrument: Instrument, oms: Oms, limits: RiskSection,
                  lease: Callable[[], Lease | None], risk_view: Callable[[], risk.RiskView],
                  max_orders_per_10s: int, venue_clock: VenueClock, max_recv_window_ms: float,
-                 clock: Callable[[], float] = time.monotonic, enabled: Callable[[], bool] = lambda: True):
+                 clock: Callable[[], float] = time.monotonic, enabled: Callable[[], bool] = lambda: True,
+                 symbol_refusal: Callable[[], str | None] = lambda: None,
+                 account_context: Callable[[], AccountContext] | None = None):
         self._rest = rest
         self._instrument = instrument
         self._oms = oms
@@ -48,6 +62,10 @@ class OrderGate:
         self._venue_clock = venue_clock
         self._enabled = enabled  # the failover controller's switch: off the moment it says stop
         self._max_recv_window_ms = max_recv_window_ms
+        # The engine's word on the symbol (its status, or the venue having said it is closed), and what
+        # the account holds, for the filters that count open orders or the position.
+        self._symbol_refusal = symbol_refusal
+        self._account_context = account_context
         self._max_per_10s = max_orders_per_10s
         self._recent_sends: deque[float] = deque()
         self.refusals: dict[str, int] = {}
@@ -67,9 +85,28 @@ class OrderGate:
         """Refuses every order from now on (shutdown); sends already under way finish."""
         self.closed_reason = reason
 
-    def _refuse(self, reason: str) -> NotPermitted:
+    def _refuse(self, reason: str, detail: str = "") -> NotPermitted:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
-        return NotPermitted(reason)
+        return NotPermitted(reason, detail)
+
+    def set_instrument(self, instrument: Instrument) -> None:
+        """The venue's rules changed (a periodic exchangeInfo): the next order is checked against them."""
+        self._instrument = instrument
+
+    def venue_rules_refusal(self, order: ManagedOrder) -> NotPermitted | None:
+        """Would the venue refuse this order for the symbol's state or a filter? Counted if so."""
+        symbol_reason = self._symbol_refusal()
+        if symbol_reason is not None:
+            return self._refuse(symbol_reason, f"{self._instrument.symbol} is not trading")
+        rules = self._instrument.rules
+        if rules is None:
+            return None
+        intent = OrderIntent(_SIDES.get(order.side) or OrderSide(order.side), OrderType.LIMIT_MAKER,
+                             order.qty_steps * self._instrument.step_size,
+                             order.price_ticks * self._instrument.tick_size)
+        account = self._account_context() if self._account_context is not None else AccountContext()
+        refusal = rules.check(intent, account)
+        return None if refusal is None else self._refuse(refusal.reason, refusal.detail)
 
     async def send(self, order: ManagedOrder) -> None:
         """Sends a LIMIT_MAKER order (a quote never takes). Raises NotPermitted
@@ -78,6 +115,9 @@ class OrderGate:
                                                   risk.OrderIntent(order.side, order.price, order.qty))
         if reason is not None:
             raise self._refuse(reason)
+        refused = self.venue_rules_refusal(order)
+        if refused is not None:
+            raise refused
         # Stay under the venue's order-rate limit rather than be banned by it.
         if self.order_budget() <= 0:
             raise self._refuse("order-rate")

@@ -17,8 +17,9 @@ import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import venue_errors as ve
-from .messages import (AccountInfo, CancelAllEntry, CancelReply, DepthSnapshot, ErrorReply, ExchangeInfo, OpenOrder,
-                       OrderReply, ServerTime)
+from .decode_ledger import DecodeLedger
+from .messages import (AccountInfo, AveragePrice, CancelAllEntry, CancelReply, DepthSnapshot, ErrorReply,
+                       ExchangeInfo, OpenOrder, OrderReply, ServerTime)
 
 _error_decoder = msgspec.json.Decoder(ErrorReply)
 _URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")
@@ -39,7 +40,7 @@ def encode_query(params: dict) -> str:
 class VenueRest:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str, api_secret: str,
                  recv_window_ms: int = 5000, timeout_s: float = 2.0, retry_deadline_s: float = 3.0,
-                 venue_time_ms=None):
+                 venue_time_ms=None, ledger: DecodeLedger | None = None):
         self._session = session
         self._base = base_url.rstrip("/")
         self._key = api_key
@@ -56,6 +57,8 @@ class VenueRest:
         self.banned_until = 0.0
         self.requests_sent = 0
         self.errors_by_code: dict[int, int] = {}
+        self.ledger = ledger or DecodeLedger()
+        self.order_lists_cancelled = 0  # order lists among the entries of cancel-all replies
 
     # -- transport ---------------------------------------------------------------
     def _signed_query(self, params: dict) -> str:
@@ -81,14 +84,20 @@ class VenueRest:
                 if weight is not None:
                     self.used_weight = int(weight)
                 if resp.status == 200:
-                    return decode(body) if decode else msgspec.json.decode(body)
-                retry_after = float(resp.headers.get("Retry-After", "1"))
-                try:
-                    err = _error_decoder.decode(body)
-                    code, msg = err.code, err.msg
-                except msgspec.DecodeError:
-                    code, msg = 0, body[:200].decode(errors="replace")
-                error = ve.from_reply(resp.status, code, msg, retry_after)
+                    try:
+                        return decode(body) if decode else msgspec.json.decode(body)
+                    except msgspec.DecodeError as exc:
+                        # Counted and turned into a venue error: nothing undecodable escapes into the order path.
+                        self.ledger.on_undecodable("rest", f"{method} {path}", exc, body)
+                        error = ve.UndecodableReply(0, f"{method} {path}: undecodable reply: {exc}", resp.status)
+                else:
+                    retry_after = float(resp.headers.get("Retry-After", "1"))
+                    try:
+                        err = _error_decoder.decode(body)
+                        code, msg = err.code, err.msg
+                    except msgspec.DecodeError:
+                        code, msg = 0, body[:200].decode(errors="replace")
+                    error = ve.from_reply(resp.status, code, msg, retry_after)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.errors_by_code[0] = self.errors_by_code.get(0, 0) + 1
             raise ve.OutcomeUnknown(0, f"{type(exc).__name__}: {exc}") from exc
@@ -121,7 +130,11 @@ class VenueRest:
 
     async def exchange_info(self, symbol: str) -> ExchangeInfo:
         return await self._retrying("GET", "/api/v3/exchangeInfo", {"symbol": symbol},
-                                    decode=msgspec.json.Decoder(ExchangeInfo, strict=False).decode)
+                                    decode=_exchange_info_decoder.decode)
+
+    async def avg_price(self, symbol: str) -> AveragePrice:
+        """The average price PERCENT_PRICE and PERCENT_PRICE_BY_SIDE judge an order against."""
+        return await self._retrying("GET", "/api/v3/avgPrice", {"symbol": symbol}, decode=_avg_price_decoder.decode)
 
     async def depth(self, symbol: str, limit: int) -> DepthSnapshot:
         return await self._retrying("GET", "/api/v3/depth", {"symbol": symbol, "limit": limit},
@@ -151,6 +164,7 @@ class VenueRest:
         flat, legs included."""
         entries = await self._retrying("DELETE", "/api/v3/openOrders", {"symbol": symbol}, signed=True,
                                        decode=_cancel_list_decoder.decode)
+        self.order_lists_cancelled += sum(1 for entry in entries if entry.is_order_list)
         return [report for entry in entries for report in entry.cancelled_orders()]
 
     async def _post_order_unguarded(self, params: dict) -> OrderReply:
@@ -159,6 +173,8 @@ class VenueRest:
 
 
 _time_decoder = msgspec.json.Decoder(ServerTime, strict=False)
+_exchange_info_decoder = msgspec.json.Decoder(ExchangeInfo, strict=False)
+_avg_price_decoder = msgspec.json.Decoder(AveragePrice, strict=False)
 _snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
 _account_decoder = msgspec.json.Decoder(AccountInfo, strict=False)
 _open_orders_decoder = msgspec.json.Decoder(list[OpenOrder], strict=False)

@@ -48,6 +48,20 @@ class OutcomeUnknown(VenueError):
     """Timeout, dropped connection or 5xx: the request may have executed."""
 
 
+class UndecodableReply(OutcomeUnknown):
+    """HTTP 200 with a body that is not the documented reply (counted in the decode
+    ledger): the request executed, but what it did cannot be read. Resolved as an
+    unknown outcome is: by asking the venue."""
+
+
+class MarketClosed(OrderRejected):
+    """-2010 (or -1010/-2011/-2038) "Market is closed.": the symbol is not trading
+    (errors.md). The node halts on the symbol at once and asks exchangeInfo why."""
+
+
+MARKET_CLOSED_MSG = "Market is closed."
+
+
 _BY_CODE = {
     -1003: RateLimited, -1015: RateLimited,
     -1021: TimestampRejected,
@@ -64,6 +78,8 @@ def from_reply(http_status: int, code: int, msg: str, retry_after_s: float | Non
     if http_status >= 500:
         return OutcomeUnknown(code, msg, http_status)
     kind = _BY_CODE.get(code, BadRequest)
+    if code in (-1010, -2010, -2011, -2038) and msg.strip() == MARKET_CLOSED_MSG:
+        return MarketClosed(code, msg, http_status)
     if kind is RateLimited:
         return RateLimited(code, msg, http_status, retry_after_s if retry_after_s is not None else 1.0)
     return kind(code, msg, http_status)
