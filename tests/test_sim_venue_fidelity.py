@@ -15,6 +15,7 @@ import websockets
 
 from simexchange.signing import sign, ws_api_payload
 from tests.simproc import RestClient
+from tests.test_sim_order_lists import assert_shape, fixture
 
 SYMBOL = "BTCUSDT"
 LIMIT_BUY = {"symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
@@ -169,3 +170,28 @@ async def test_amend_keeps_priority_and_reports_replaced(quiet_sim):
         too_big = await ra.request("PUT", "/api/v3/order/amend/keepPriority",
                                    {"symbol": SYMBOL, "origClientOrderId": "second", "newQty": "0.02"}, signed=True)
         assert too_big[:2] == (400, {"code": -2038, "msg": "Unknown order sent."})  # another account's order
+
+
+async def test_replies_have_the_documented_shapes(quiet_sim):
+    """The sim's WebSocket API replies, an amendment and eventStreamTerminated against Binance's own
+    examples (tests/fixtures/binance), key for key and type for type."""
+    async with aiohttp.ClientSession() as session, websockets.connect(f"{quiet_sim.ws_url}/ws-api/v3") as ws:
+        await ws.send(json.dumps({"id": "7069b743-f477-4ae3-81db-db9b8df085d2", "method": "time"}))
+        assert_shape(json.loads(await ws.recv()), fixture("ws_api_time_response.json"))
+
+        placed = await call(ws, "order.place", signed(quiet_sim, {**LIMIT_BUY, "newOrderRespType": "RESULT"}),
+                            request_id="e2a85d9f-07a5-4f94-8d5f-789dc3deb097")
+        documented = fixture("ws_api_order_place_response.json")
+        assert_shape(placed["result"], documented["result"], "$.result")
+        assert [r["rateLimitType"] for r in placed["rateLimits"]] == [r["rateLimitType"]
+                                                                     for r in documented["rateLimits"]]
+
+        rest = RestClient(session, quiet_sim.base_url, *quiet_sim.accounts[0])
+        amended = await rest.ok("PUT", "/api/v3/order/amend/keepPriority",
+                                {"symbol": SYMBOL, "orderId": placed["result"]["orderId"], "newQty": "0.005"},
+                                signed=True)
+        assert_shape(amended, fixture("amend_keep_priority.json"))
+
+        await call(ws, "userDataStream.subscribe.signature", signed(quiet_sim, {}))
+        await ws.send(json.dumps({"id": "u", "method": "userDataStream.unsubscribe"}))
+        assert_shape(json.loads(await asyncio.wait_for(ws.recv(), 3)), fixture("event_stream_terminated_event.json"))
