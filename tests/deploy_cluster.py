@@ -2,6 +2,7 @@
 (tests/deploy_hosts.py), a vault with fresh secrets, the simulated exchange
 standing in for the venue, and `ansible-playbook` run over SSH from the
 controller's namespace."""
+import base64
 import os
 import re
 import secrets
@@ -10,6 +11,7 @@ import string
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,11 @@ class DeployedCluster:
             "vault_understudy_admin_token": random_secret(),
             "vault_understudy_heartbeat_key": random_secret(48),
             "vault_understudy_redis_password": random_secret(),
+            # The Consul variant's (tests/test_deploy_apply.py applies it after the Redis one).
+            "vault_understudy_consul_management_token": str(uuid.uuid4()),
+            "vault_understudy_consul_agent_token": str(uuid.uuid4()),
+            "vault_understudy_consul_lock_token": str(uuid.uuid4()),
+            "vault_understudy_consul_gossip_key": base64.b64encode(secrets.token_bytes(32)).decode(),
             "vault_understudy_pagerduty_routing_key": random_secret(32),
             "vault_understudy_slack_webhook_url": f"https://hooks.slack.com/services/T0/B0/{random_secret(24)}",
         }
@@ -112,6 +119,8 @@ class DeployedCluster:
         hosts = {"all": {"children": {
             "nodes": {"hosts": {h: self._host_vars(h) for h in ("sg-1", "sg-2")}},
             "witnesses": {"hosts": {"witness": self._host_vars("witness")}},
+            # As in the example: the witness is the one Consul server.
+            "consul_servers": {"children": {"witnesses": None}},
         }}}
         (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
         example = yaml.safe_load((self.inventory / "group_vars" / "all" / "main.yml").read_text())
@@ -152,6 +161,11 @@ class DeployedCluster:
         run([str(source / "deploy/ansible/build-wheelhouse.sh"), str(wheelhouse)], timeout=300)
         return wheelhouse
 
+    def use_lock_backend(self, backend: str) -> None:
+        """What an operator does to move the lock: `understudy_lock_backend` in the inventory."""
+        (self.inventory / "group_vars" / "all" / "test_lock_backend.yml").write_text(
+            yaml.safe_dump({"understudy_lock_backend": backend}))
+
     @staticmethod
     def _host_vars(name: str) -> dict:
         return {"ansible_host": HOSTS[name], "understudy_private_address": HOSTS[name]}
@@ -175,7 +189,28 @@ class DeployedCluster:
                 if time.monotonic() - started > timeout:
                     proc.kill()
                     raise TimeoutError(f"{playbook} ran over {timeout} s:\n{''.join(lines[-50:])}")
+        if proc.returncode != 0:
+            lines.append(self.diagnose())
         return subprocess.CompletedProcess(argv, proc.returncode, "".join(lines), "")
+
+    def diagnose(self) -> str:
+        """Each host's failed units and their journals (what a failed run or a flaky unit leaves
+        behind), also written to the workdir: read before the containers are gone."""
+        report = []
+        for name, machine in self.machines.items():
+            if machine.proc is None or machine.proc.poll() is not None:
+                continue
+            failed = machine.ssh(self.key_file, "systemctl --failed --no-legend --plain | cut -d' ' -f1",
+                                 timeout=20, check=False).stdout.split()
+            for unit in failed:
+                journal = machine.ssh(self.key_file, f"journalctl -u {unit} --no-pager -n 60 -o short-precise",
+                                      timeout=20, check=False)
+                report.append(f"--- {name}: {unit} failed; its journal:\n{journal.stdout}{journal.stderr}")
+        text = "\n".join(report)
+        if text:
+            with open(self.workdir / "failed-units.log", "a") as out:
+                out.write(text + "\n")
+        return text
 
     def ssh(self, host: str, command: str, check: bool = True, timeout: float = 60) -> str:
         return self.machines[host].ssh(self.key_file, command, timeout=timeout, check=check).stdout
@@ -186,6 +221,12 @@ class DeployedCluster:
 
     def close(self) -> None:
         self._background.shutdown(wait=True)
+        try:
+            failed = self.diagnose() if self.machines else ""
+        except (OSError, subprocess.SubprocessError) as exc:  # the teardown goes on regardless
+            failed = f"(could not ask the hosts: {exc})"
+        if failed:
+            print(f"\nfailed units at teardown (also in {self.workdir}/failed-units.log):\n{failed}")
         if self.sim:
             self.sim.stop()
         with ThreadPoolExecutor(3) as pool:

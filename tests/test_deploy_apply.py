@@ -12,6 +12,7 @@ about 50 s on two cores, ~120 MB from deb.debian.org); it is cached under
 ~/.cache/understudy/deploy (UNDERSTUDY_DEPLOY_CACHE) for later runs. Root, network namespaces and
 systemd-nspawn are required, as they are on the machines the suite runs on.
 """
+import base64
 import json
 import re
 import time
@@ -317,3 +318,173 @@ def test_upgrade_rolls_the_pair_onto_a_new_release(cluster):
     # The lock moved by switchover, from the old primary to the upgraded standby: no failover.
     assert f"switched over from {primary} to {standby} in" in run.stdout, run.stdout[-3000:]
     assert re.search(rf"\d+\s+{primary}\s+{standby}\s+[\d.]+→", run.stdout), run.stdout[-3000:]
+
+
+# -- the Consul variant, on the same hosts -----------------------------------------------------------------
+CONSUL_SECRETS = {"consul_token": "vault_understudy_consul_lock_token"}
+
+
+@pytest.fixture(scope="module")
+def consul(cluster):
+    """The same three hosts moved onto the Consul lock, the way docs/deploy-consul.md says to: both
+    nodes stopped (the standby first; a node on each backend could each hold a lock),
+    `understudy_lock_backend: consul` in the inventory, site.yml, which starts Consul on the witness
+    and the pair on it; then the lock's part of site.yml once more, which must change nothing. The
+    release stays the one upgrade.yml installed."""
+    pair = roles(cluster)
+    with cluster.timings.measure("consul: stop the pair"):
+        for node in sorted(NODES, key=lambda n: pair[n] == "primary"):
+            cluster.ssh(node, "systemctl stop understudy-node")
+    cluster.use_lock_backend("consul")
+    release = ("-e", f"node_wheelhouse={cluster.next_release.result()}")
+    with cluster.timings.measure("site.yml (consul)"):
+        cluster.consul_run = cluster.playbook("site.yml", *release)
+    assert cluster.consul_run.returncode == 0, cluster.consul_run.stdout[-8000:]
+    # Again, the lock's part only (the consul role, the nodes' lock settings and secrets): the
+    # rest is what the Redis variant's runs already apply.
+    with cluster.timings.measure("site.yml --tags lock (consul, again)"):
+        cluster.consul_again = cluster.playbook("site.yml", "--tags", "lock", *release)
+    return cluster
+
+
+def consul_api(cluster, path: str, method: str = "GET", body: str | None = None) -> tuple[int, object]:
+    """Consul's API on the witness, with the management token the role left for the operator."""
+    script = ("import json, sys, urllib.request, urllib.error\n"
+              "token = open('/etc/consul.d/secrets/management_token').read().strip()\n"
+              "body = None if sys.argv[3] == '-' else sys.argv[3].encode()\n"
+              "request = urllib.request.Request('http://127.0.0.1:8500' + sys.argv[1], method=sys.argv[2], "
+              "data=body, headers={'X-Consul-Token': token})\n"
+              "try:\n    reply = urllib.request.urlopen(request, timeout=5)\n"
+              "except urllib.error.HTTPError as e:\n    reply = e\n"
+              "print(json.dumps([reply.status, reply.read().decode()]))\n")
+    out = cluster.ssh("witness", f"python3 -c \"{script}\" '{path}' {method} '{body or '-'}'")
+    status, text = json.loads(out)
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def test_consul_variant_applies_and_a_second_run_changes_nothing(consul):
+    first, again = consul.consul_run, consul.consul_again
+    summary = recap(first.stdout)
+    assert set(summary) == set(HOSTS)
+    assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in summary.values()), summary
+    assert summary["witness"]["changed"] > 5, summary  # the consul role ran there
+    assert again.returncode == 0, again.stdout[-8000:]
+    assert {host: c["changed"] for host, c in recap(again.stdout).items()} == dict.fromkeys(HOSTS, 0), \
+        again.stdout[-8000:]
+    for name, value in consul.vault.items():
+        assert value not in first.stdout + again.stdout, f"{name} was printed"
+    for run in (first, again):
+        print("\n" + run.stdout[run.stdout.index("PLAY RECAP"):].strip())
+
+
+def test_consul_server_runs_with_acls_and_the_lock_settings(consul):
+    assert consul.ssh("witness", "systemctl is-active consul redis-server; true").split() == ["active", "active"]
+    show = dict(line.split("=", 1) for line in
+                consul.ssh("witness", "systemctl show -p Type -p User -p NRestarts consul").split())
+    assert show == {"Type": "notify", "User": "consul", "NRestarts": "0"}, show
+    version = consul.ssh("witness", "/usr/local/bin/consul version").splitlines()[0]
+    assert version == "Consul v1.15.4"
+    assert consul.ssh("witness", "cat /etc/systemd/system/consul.service") == \
+        (REPO / "deploy/systemd/consul.service").read_text()
+    verify = consul.machines["witness"].ssh(consul.key_file, "systemd-analyze verify consul.service")
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    exposure = consul.ssh("witness", "systemd-analyze security consul.service | tail -1")
+    assert float(re.search(r"consul.service: ([\d.]+)", exposure).group(1)) <= 2.0, exposure
+    listing = consul.ssh("witness", "stat -c '%U %G %a %n' /var/lib/consul /etc/consul.d /etc/consul.d/*.hcl "
+                                    "/etc/consul.d/secrets /etc/consul.d/secrets/*").splitlines()
+    assert listing == ["consul consul 750 /var/lib/consul", "root consul 750 /etc/consul.d",
+                       "root consul 640 /etc/consul.d/consul.hcl", "root consul 640 /etc/consul.d/secrets.hcl",
+                       "root root 700 /etc/consul.d/secrets", "root root 600 /etc/consul.d/secrets/management_token"]
+    # The settings the lock needs, as the running server reports them.
+    status, agent = consul_api(consul, "/v1/agent/self")
+    assert status == 200, agent
+    debug = agent["DebugConfig"]
+    assert debug["ACLsEnabled"] and debug["ACLResolverSettings"]["ACLDefaultPolicy"] == "deny"
+    assert debug["SessionTTLMin"] == "100ms"
+    assert debug["ConsulRaftElectionTimeout"] == "1s"  # raft_multiplier 1 (5 s with the default 5)
+    assert debug["DisableUpdateCheck"] and debug["SerfPortWAN"] == -1
+    assert debug["Bootstrap"]  # bootstrap_expect 1: the one server
+    status, keyring = consul_api(consul, "/v1/operator/keyring")  # gossip encrypted with the vault's key
+    assert [list(pool["Keys"]) for pool in keyring] == [[consul.vault["vault_understudy_consul_gossip_key"]]]
+    # The policy is the shipped file, and the nodes' token carries it alone.
+    status, policy = consul_api(consul, "/v1/acl/policy/name/understudy-lock")
+    assert policy["Rules"] == (ANSIBLE_DIR / "roles/consul/files/understudy-lock-policy.hcl").read_text().rstrip()
+    status, tokens = consul_api(consul, "/v1/acl/tokens?policy=" + policy["ID"])
+    assert [[p["Name"] for p in t["Policies"]] for t in tokens] == [["understudy-lock"]], tokens
+
+
+def test_consul_node_configs_and_token_file(consul):
+    for node in NODES:
+        config = tomllib.loads(consul.ssh(node, "cat /etc/understudy/node.toml"))
+        assert config["lock"] == {"backend": "consul", "ttl_s": 0.5, "drift": 0.01, "margin_s": 0.05,
+                                  "consul": {"urls": [f"http://{HOSTS['witness']}:8500"],
+                                             "token": {"file": "/etc/understudy/secrets/consul_token"},
+                                             "key_prefix": "understudy"}}
+        assert consul.ssh(node, "stat -c '%U %G %a' /etc/understudy/secrets/consul_token").split() == \
+            ["understudy", "understudy", "600"]
+        assert consul.ssh(node, "cat /etc/understudy/secrets/consul_token").strip() == \
+            consul.vault["vault_understudy_consul_lock_token"]
+        assert "ok (node" in consul.ssh(node, "understudy config check /etc/understudy/node.toml")
+
+
+def test_consul_pair_has_one_primary_holding_the_consul_lock(consul):
+    pair = wait_until(lambda: healthy_pair(consul), 60, "one primary and one ready standby on Consul")
+    primary = next(node for node, role in pair.items() if role == "primary")
+    for node in NODES:
+        assert consul.ssh(node, "systemctl is-active understudy-node").strip() == "active"
+    status = consul.ssh("sg-1", "understudy status --config /etc/understudy/node.toml")
+    epoch = re.search(rf"^{primary}\s+primary\s+(\d+)", status, re.M)
+    assert epoch, status
+    # Consul's own view: the lock key held by a session of the primary's, on its own catalog node.
+    code, entries = consul_api(consul, "/v1/kv/understudy/lock")
+    assert code == 200 and entries[0]["Session"], entries
+    assert base64.b64decode(entries[0]["Value"]).decode() == f"{primary}|{epoch.group(1)}"
+    code, session = consul_api(consul, f"/v1/session/info/{entries[0]['Session']}")
+    assert (session[0]["Node"], session[0]["TTL"], session[0]["LockDelay"]) == (f"understudy-{primary}", "500ms", 0)
+    # Prometheus on the witness sees it too.
+    wait_until(lambda: prometheus_query(consul, 'sum(understudy_lock_held{job="understudy"}) == 1'), 30,
+               "Prometheus seeing one lock holder")
+
+
+CONSUL_PROBE = """
+import json, sys, urllib.request, urllib.error
+url, token = sys.argv[1], sys.argv[2]
+def status(path, token=None, method="GET", body=None):
+    request = urllib.request.Request(url + path, method=method, data=body,
+                                     headers={"X-Consul-Token": token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+tree = json.dumps([{"KV": {"Verb": "get-tree", "Key": "understudy/"}}]).encode()
+anonymous_tree = status("/v1/txn", None, "PUT", tree)
+print(status("/v1/kv/understudy/lock")[0], status("/v1/kv/understudy/epoch")[0],
+      len(anonymous_tree[1]["Results"] or []) if anonymous_tree[0] == 200 else anonymous_tree[0],
+      status("/v1/kv/understudy/lock", token)[0], len(status("/v1/txn", token, "PUT", tree)[1]["Results"]),
+      status("/v1/kv/elsewhere/key", token, "PUT", b"x")[0], status("/v1/acl/tokens", token)[0],
+      status("/v1/catalog/register", token, "PUT", json.dumps({"Node": "intruder", "Address": "x"}).encode())[0])
+"""
+
+
+def test_consul_refuses_the_anonymous_token_and_confines_the_lock_token(consul):
+    probe = consul.in_netns("sg-1", str(REPO / ".venv/bin/python"), "-c", CONSUL_PROBE,
+                            f"http://{HOSTS['witness']}:8500", consul.vault["vault_understudy_consul_lock_token"])
+    anon_lock, anon_epoch, anon_tree, lock, tree, elsewhere, tokens, register = probe.stdout.split()
+    # Anonymous: refused the lock's keys, and a transaction reading the whole prefix sees none of them.
+    assert (anon_lock, anon_epoch, anon_tree) == ("403", "403", "0"), probe.stdout
+    # The nodes' token: the lock's keys, nothing outside them, no ACLs, no other catalog node.
+    assert (lock, elsewhere, tokens, register) == ("200", "403", "403", "403"), probe.stdout
+    assert int(tree) >= 2, probe.stdout  # lock and epoch at least
+
+
+def test_consul_firewall_opens_the_api_to_the_nodes_only(consul):
+    w = HOSTS["witness"]
+    assert probe_ports(consul, "controller", f"{w}:22", f"{w}:8500", f"{w}:8300", f"{w}:8301") == \
+        ["open", "filtered", "filtered", "filtered"]
+    # The nodes reach Consul's API, not its RPC or gossip, and no longer Redis.
+    assert probe_ports(consul, "sg-1", f"{w}:8500", f"{w}:8300", f"{w}:8301", f"{w}:6379") == \
+        ["open", "filtered", "filtered", "filtered"]
