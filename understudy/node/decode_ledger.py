@@ -72,7 +72,7 @@ class DecodeLedger:
         n = self._bump(self.unknown_events, (source, event))
         if self._should_log(n):
             log.warning("the venue sent an event type the node does not know; ignored", source=source,
-                        event=event, count=n, payload=_snippet(raw))
+                        event_type=event, count=n, payload=_snippet(raw))
 
     def summary(self) -> dict:
         return {

@@ -679,6 +679,8 @@ class NodeEngine:
             self.cancel_errors += 1
             self.oms.on_cancel_failed(client_id, self.clock())
             log.warning("cancel failed", client_id=client_id, error=str(exc))
+            if isinstance(exc, ve.MarketClosed):
+                self.on_market_closed(client_id)
 
     async def cancel_own_orders(self, reason: str, passes: int = 3) -> int:
         """Cancels every live order of this node, by client id, then asks the

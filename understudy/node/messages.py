@@ -311,6 +311,38 @@ class CancelReply(_Wire, kw_only=True):
     selfTradePreventionMode: StpMode | None = None
 
 
+class AmendedOrder(_Wire, kw_only=True):
+    """The order after an amendment: its new quantity, and the new client id it may have got."""
+
+    symbol: str
+    orderId: int
+    orderListId: int = -1
+    origClientOrderId: str  # its client id before the amendment
+    clientOrderId: str  # its client id now
+    price: float
+    qty: float  # the new quantity
+    executedQty: float
+    preventedQty: float = 0.0
+    quoteOrderQty: float = 0.0
+    cumulativeQuoteQty: float = 0.0
+    status: OrderStatus
+    timeInForce: TimeInForce | None = None
+    type: OrderType
+    side: OrderSide
+    workingTime: int | None = None
+    selfTradePreventionMode: StpMode | None = None
+
+
+class AmendReply(_Wire, kw_only=True):
+    """`PUT /api/v3/order/amend/keepPriority` (order amend keep priority). The node sends no
+    amendments; an amendment made by anyone else reaches it as a REPLACED executionReport."""
+
+    transactTime: int
+    executionId: int
+    amendedOrder: AmendedOrder
+    listStatus: msgspec.Raw = msgspec.Raw(b"")  # only for an order in an order list
+
+
 class OrderListLeg(_Wire, kw_only=True):
     symbol: str
     orderId: int
@@ -360,6 +392,31 @@ class CancelAllEntry(_Wire, kw_only=True):
                             price=self.price, origQty=self.origQty, side=self.side, type=self.type)]
 
 
+class ListOrderReport(_Wire, kw_only=True):
+    """A leg's report inside an order list reply: the order's state after placement, or after
+    its cancel (which adds the cancelled order's own id, `origClientOrderId`)."""
+
+    symbol: str
+    orderId: int
+    orderListId: int
+    clientOrderId: str
+    origClientOrderId: str | None = None  # cancel replies only
+    transactTime: int = 0
+    price: float
+    origQty: float
+    executedQty: float
+    origQuoteOrderQty: float = 0.0
+    cummulativeQuoteQty: float = 0.0
+    status: OrderStatus
+    timeInForce: TimeInForce | None = None
+    type: OrderType
+    side: OrderSide
+    stopPrice: float | None = None
+    icebergQty: float | None = None
+    workingTime: int | None = None
+    selfTradePreventionMode: StpMode | None = None
+
+
 class OrderListReply(_Wire, kw_only=True):
     """An order list as the REST API shows it (`POST /api/v3/orderList/oco`,
     `DELETE /api/v3/orderList`, `GET /api/v3/orderList`, `GET /api/v3/openOrderList`)."""
@@ -372,7 +429,7 @@ class OrderListReply(_Wire, kw_only=True):
     transactionTime: int
     symbol: str
     orders: list[OrderListLeg]
-    orderReports: list[CancelReply] = []  # placement and cancel replies only
+    orderReports: list[ListOrderReport] = []  # placement and cancel replies only
 
 
 class OpenOrder(_Wire, kw_only=True):

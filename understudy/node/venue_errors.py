@@ -37,7 +37,12 @@ class OrderRejected(VenueError):
 
 
 class UnknownOrder(VenueError):
-    """-2011 on cancel, -2013 on query: the venue has no such (open) order."""
+    """-2011 "Unknown order sent." on cancel, -2013 on query: the venue has no such (open) order."""
+
+
+class CancelRejected(VenueError):
+    """-2011 with any other message (errors.md lists several: cancel restrictions, an account
+    that may not cancel...): the cancel failed and the order may well still rest."""
 
 
 class BadRequest(VenueError):
@@ -80,6 +85,8 @@ def from_reply(http_status: int, code: int, msg: str, retry_after_s: float | Non
     kind = _BY_CODE.get(code, BadRequest)
     if code in (-1010, -2010, -2011, -2038) and msg.strip() == MARKET_CLOSED_MSG:
         return MarketClosed(code, msg, http_status)
+    if code == -2011 and not msg.strip().startswith("Unknown order"):
+        return CancelRejected(code, msg, http_status)
     if kind is RateLimited:
         return RateLimited(code, msg, http_status, retry_after_s if retry_after_s is not None else 1.0)
     return kind(code, msg, http_status)
