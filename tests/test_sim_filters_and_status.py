@@ -14,6 +14,7 @@ import websockets
 
 from simexchange.signing import sign, ws_api_payload
 from tests.simproc import RestClient
+from tests.test_sim_order_lists import fixture
 
 SYMBOL = "BTCUSDT"
 # The quiet sim has not traded: the filters' average price is BTCUSDT's reference, 60000.
@@ -169,6 +170,23 @@ async def test_published_filters_are_btcusdt_s(venue):
         "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5}
     assert by_type["LOT_SIZE"] == {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000",
                                    "stepSize": "0.00001000"}
+    # Against BTCUSDT as recorded from the venue (ccxt's recording; its numbers are strings): the same values
+    # but for what moves (MARKET_LOT_SIZE's maxQty) and what changed since (ICEBERG_PARTS 100 from 2026-03-12).
+    recorded = fixture("recorded/exchange_info_symbol_btcusdt_ccxt.json")
+    for entry in recorded["filters"]:
+        ours = {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                for k, v in by_type[entry["filterType"]].items()}
+        if entry["filterType"] == "MARKET_LOT_SIZE":
+            ours["maxQty"] = entry["maxQty"]
+        if entry["filterType"] == "ICEBERG_PARTS":
+            assert ours["limit"] == "100"
+            continue
+        assert ours == entry, entry["filterType"]
+
+
+async def test_published_symbol_has_the_documented_fields(venue):
+    documented = fixture("exchange_info.json")["symbols"][0]
+    assert sorted(await venue.published()) == sorted(documented)
 
 
 async def test_a_malformed_filter_change_is_refused_whole(venue):
