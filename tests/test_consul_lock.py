@@ -244,3 +244,35 @@ async def test_a_leader_election_is_ridden_out_on_the_peer_lease(servers):
             await lock.backend.close()
         old_leader.start()
         await asyncio.to_thread(old_leader.wait_ready, 30.0)
+
+
+async def test_a_release_racing_the_same_nodes_next_acquisition_never_frees_the_new_epoch(dev):
+    """A candidate may try again while its previous lease's release is still
+    talking to Consul. Both use this node's session: a release that also
+    destroyed it would free the newer epoch's key under its lease (the
+    property test caught exactly that). Tried at several offsets."""
+    prefix = f"race-{uuid.uuid4().hex[:6]}"
+    ttl = 0.2  # short, so that each offset's watch past two TTLs is short too
+    lock = TradingLock(backend(dev.urls, prefix), "sg-1", ttl)
+    other = TradingLock(backend(dev.urls, prefix), "sg-2", ttl)
+    try:
+        await lock.acquire(timeout_s=3)
+        for offset_ms in (0, 1, 2, 3, 5, 8, 12):
+            released = asyncio.create_task(lock.release())
+            await asyncio.sleep(offset_ms / 1000)
+            again = await lock.acquire(timeout_s=3)
+            await released
+            assert again is not None
+            # Past the release bound of any session the release could have ended: while the new
+            # lease lasts, nobody else may get the key.
+            for _ in range(int(2 * ttl / 0.02) + 5):
+                if not lock.may_trade():
+                    break  # a starved renewer (a loaded machine) ends the lease: that proves nothing here
+                assert await other.try_acquire() is None, f"the new epoch's key was freed (offset {offset_ms} ms)"
+                await asyncio.sleep(0.02)
+            if lock.lease is None:
+                again = await lock.acquire(timeout_s=3)
+    finally:
+        for c in (lock, other):
+            await c.close()
+            await c.backend.close()

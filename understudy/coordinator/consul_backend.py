@@ -12,7 +12,7 @@ What Consul itself does, measured on the real servers, decides the shape:
   agent, and one on a node that leaves the cluster invalidates the session at
   the worst time. The session lives on a catalog node of our own
   (`<prefix>-<node>`), which no agent owns and so never leaves; only the
-  holder's silence or its explicit destroy ends it.
+  holder's silence or its release ends it.
 - **`LockDelay: 0`**: the default 15 s lock-delay (with the 10 s TTL floor) is
   why Consul-lock failovers commonly take 15–40 s.
 - **One transaction per decision**: the hand-over marker unchanged, the epoch
@@ -273,15 +273,6 @@ class ConsulBackend(LockBackend):
             raise
         return _decode(raw, SessionCreated, "session-create").ID
 
-    async def _destroy_session(self, deadline: float) -> None:
-        """Best effort: a session nobody renews ends by itself within two TTLs, holding nothing."""
-        session, self._session_id = self._session_id, None
-        if session is not None:
-            try:
-                await self._call("PUT", f"/v1/session/destroy/{session}", deadline, "session-destroy")
-            except (BackendUnavailable, BackendNonsense):
-                pass
-
     # -- the API -------------------------------------------------------------------------
     async def check(self, ttl_s: float, deadline: float) -> None:
         _, _, raw = await self._call("GET", "/v1/agent/self", deadline, "agent-self")
@@ -387,9 +378,10 @@ class ConsulBackend(LockBackend):
         if marker is not None:  # in the same transaction: nobody but the target can slip in between
             ops.append({"KV": {"Verb": "set", "Key": self._handover, "Value": _b64(marker)}})
         ops.append({"KV": {"Verb": "unlock", "Key": self._lock, "Value": lock.Value, "Session": self._session_id}})
-        released = await self._txn(ops, deadline, "release")
-        await self._destroy_session(deadline)
-        return released
+        # The session is not destroyed: an acquisition by this node running alongside (a candidate
+        # right after a release) may have locked the key again with it, and destroying it would free
+        # that newer epoch's key under its lease. Unrenewed, it ends by itself within two TTLs.
+        return await self._txn(ops, deadline, "release")
 
     async def release(self, node: str, epoch: int, deadline: float) -> bool:
         return await self._release(node, epoch, deadline, None)
