@@ -288,3 +288,23 @@ async def test_no_order_leaves_without_a_venue_clock_or_with_too_little_lease_le
     with pytest.raises(NotPermitted, match="venue-clock-unknown"):
         await harness.gate.send(harness.order("SELL", 60100.0, 0.001))
     assert harness.gate.sent == 0
+
+
+async def test_an_order_amended_at_the_venue_takes_its_new_quantity_and_its_new_client_id(harness, quiet_sim):
+    """Someone (an operator's tool) reduces one of the node's orders with order amend keep priority:
+    the REPLACED report sets the order's quantity, and the amendment's new client id (the venue gives
+    one unless told otherwise) is how the OMS knows the order from then on."""
+    order = harness.order("SELL", 60100.0, 0.004)
+    original_id = order.client_id
+    await harness.gate.send(order)
+    amender = RestClient(harness.rest._session, quiet_sim.base_url, *quiet_sim.accounts[0])
+    status, body, _ = await amender.request("PUT", "/api/v3/order/amend/keepPriority",
+                                            {"symbol": "BTCUSDT", "origClientOrderId": order.client_id,
+                                             "newQty": "0.0025"}, signed=True)
+    assert status == 200, body
+    renamed = body["amendedOrder"]["clientOrderId"]
+    assert renamed != order.client_id
+    await _until(lambda: harness.oms.get(renamed) is not None, what="the REPLACED report")
+    assert harness.oms.get(original_id) is None and order.client_id == renamed
+    assert math.isclose(order.qty, 0.0025) and order.qty_steps == 250 and harness.oms.amendments == 1
+    assert math.isclose(harness.oms.exposure().sell_qty, 0.0025)
