@@ -328,3 +328,29 @@ def test_the_exchange_info_interval_is_validated(tmp_path, value, message):
     settings["market"].pop("exchange_info_interval_s")
     path.write_text(to_toml(settings))
     assert config_mod.load(path).market.exchange_info_interval_s == 30.0
+
+
+async def test_a_new_order_of_an_older_epoch_on_the_user_stream_is_swept_at_once(tmp_path):
+    """The typed execution type still drives the orphan sweep: a NEW report for an order of an
+    older epoch, seen while holding the lock, is cancelled without waiting for a reconcile."""
+    import asyncio
+    import types
+
+    from understudy.node.messages import ExecutionReport, ExecutionType, OrderStatus
+
+    engine = _engine(tmp_path, "TRADING")
+    engine.solo = False
+    engine.trading_lock = types.SimpleNamespace(lease=Lease(7, safe_deadline=1e9))
+    swept = []
+
+    async def sweep(client_ids):
+        swept.extend(client_ids)
+        return len(client_ids)
+
+    engine.sweep_orphans = sweep
+    report = ExecutionReport(e="executionReport", E=1, s="BTCUSDT", c="e5.sg-2.abc_1", S=OrderSide.SELL,
+                             o=OrderType.LIMIT_MAKER, q=0.001, p=60_010.0, x=ExecutionType.NEW, X=OrderStatus.NEW,
+                             i=9, l=0.0, z=0.0, L=0.0, T=1)
+    engine._on_execution(report)
+    await asyncio.sleep(0)
+    assert swept == ["e5.sg-2.abc_1"]

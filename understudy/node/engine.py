@@ -21,7 +21,9 @@ restart it. A bug is not a PanicStop: the latch is for risk and operators.
 import asyncio
 import datetime
 import time
+
 import aiohttp
+import msgspec
 
 from .. import logs
 from ..config import NodeConfig, Secrets
@@ -37,7 +39,7 @@ from .decode_ledger import DecodeLedger
 from .filters import AccountContext, symbol_refusal
 from .instrument import Instrument
 from .marketdata import MarketData
-from .messages import AccountPosition, ExecutionReport, OpenOrder, OrderSide
+from .messages import AccountPosition, ExecutionReport, ExecutionType, OpenOrder, OrderSide
 from .oms import ManagedOrder, Oms
 from .order_gate import NotPermitted, OrderGate
 from .rest import VenueRest
@@ -167,8 +169,7 @@ class NodeEngine:
                               cfg.venue.recv_window_ms, cfg.venue.request_timeout_s,
                               venue_time_ms=self._venue_time_ms, ledger=self.ledger)
         self.panic_reason = self.store.panic()
-        self.instrument = Instrument.from_exchange_info(await self.rest.exchange_info(cfg.market.symbol),
-                                                        cfg.market.symbol)
+        self.instrument = self._instrument_from(await self.rest.exchange_info(cfg.market.symbol))
         self.rules_read_at = self.clock()
         self._note_rules(None, self.instrument)
         self.account = AccountState(self.instrument.base, self.instrument.quote, cfg.risk.inventory_target)
@@ -416,12 +417,20 @@ class NodeEngine:
             log.warning("the venue changed the symbol's tick or step size", tick=current.tick_size,
                         step=current.step_size, previous_tick=previous.tick_size, previous_step=previous.step_size)
 
+    def _instrument_from(self, info) -> Instrument:
+        """The symbol's rules from exchangeInfo; a filter of a known type that does not decode is
+        counted like any undecodable reply and raised as LookupError (no rules, no trading on them)."""
+        try:
+            return Instrument.from_exchange_info(info, self.cfg.market.symbol)
+        except msgspec.DecodeError as exc:
+            self.ledger.on_undecodable("rest", "GET /api/v3/exchangeInfo filters", exc)
+            raise LookupError(f"exchangeInfo: a filter of {self.cfg.market.symbol} does not decode: {exc}") from exc
+
     async def refresh_rules(self) -> None:
         """Reads exchangeInfo (and the average price, if a percent-price filter needs it) and acts
         on a change of the symbol's status or filters at once."""
         read_at = self.clock()
-        instrument = Instrument.from_exchange_info(await self.rest.exchange_info(self.cfg.market.symbol),
-                                                   self.cfg.market.symbol)
+        instrument = self._instrument_from(await self.rest.exchange_info(self.cfg.market.symbol))
         previous, self.instrument = self.instrument, instrument
         self.rules_read_at = read_at
         if self.market_closed_at is not None and read_at > self.market_closed_at:
@@ -557,7 +566,7 @@ class NodeEngine:
 
     # -- stream callbacks --------------------------------------------------------
     def _on_execution(self, report: ExecutionReport) -> None:
-        if report.x == "NEW" and self.oms.get(report.c) is None and self.holds_lock():
+        if report.x is ExecutionType.NEW and self.oms.get(report.c) is None and self.holds_lock():
             asyncio.get_running_loop().create_task(self._sweep_quietly(report.c))
         fill = self.oms.on_execution(report, self.clock())
         if fill is not None:
