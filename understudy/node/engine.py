@@ -486,7 +486,8 @@ class NodeEngine:
     def account_context(self) -> AccountContext:
         """The account at the venue as this node knows it, for the filters that count orders or
         the position: its own orders plus other clients' seen in the last listing."""
-        open_orders, buy_qty, _ = self.oms.exposure()
+        _, buy_qty, _ = self.oms.exposure()
+        open_orders = len(self.oms.live)  # an order whose cancel is unanswered still counts at the venue
         foreign_orders, foreign_buy_qty = self.foreign_open
         base_held = self.account.total(self.instrument.base) if self.account is not None else 0.0
         return AccountContext(open_orders=open_orders + foreign_orders,
