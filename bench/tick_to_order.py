@@ -76,7 +76,7 @@ BACKGROUND_UPDATES = 4  # per side and event: new quantities deeper in the book,
 # the clock skips this much idle time between samples, as if requote-worthy moves came this far apart.
 SAMPLE_SPACING_S = 1.0
 
-EXCHANGE_INFO = b"""{"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": [
+EXCHANGE_INFO = b"""{"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": [
   {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
   {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
   {"filterType": "NOTIONAL", "minNotional": "5.00000000"}]}]}"""
