@@ -81,6 +81,10 @@ class SessionCreated(msgspec.Struct):
     ID: str
 
 
+class SessionEntry(msgspec.Struct):
+    ID: str
+
+
 class AgentDebugConfig(msgspec.Struct):
     SessionTTLMin: str = "10s"
 
@@ -211,8 +215,10 @@ class ConsulBackend(LockBackend):
             raise BackendNonsense(f"{what}: a rolled-back transaction without errors")
         return status == 200
 
-    async def _read(self, key: str, deadline: float) -> KVEntry | None:
-        status, _, raw = await self._call("GET", f"/v1/kv/{key}", deadline, f"read {key}", ok=(200, 404))
+    async def _read(self, key: str, deadline: float, consistent: bool = False) -> KVEntry | None:
+        params = {"consistent": ""} if consistent else None
+        status, _, raw = await self._call("GET", f"/v1/kv/{key}", deadline, f"read {key}", ok=(200, 404),
+                                          params=params)
         if status == 404:
             return None
         entries = _decode(raw, list[KVEntry], f"read {key}")
@@ -247,9 +253,20 @@ class ConsulBackend(LockBackend):
         status, _, _ = await self._call("PUT", f"/v1/session/renew/{self._session_id}", deadline, "renew",
                                         ok=(200, 404))
         if status == 404:
+            # A server that has just become leader answers from its state before it has applied its log's
+            # tail (Session.Renew reads without a barrier): "not found" for a session that exists, measured
+            # after a server restart. Only a consistent read is believed; Consul refuses one (500) until
+            # the new leader has caught up.
+            if await self._session_exists(deadline):
+                raise BackendUnavailable("renew: a leader not yet caught up did not know the session")
             self._session_id = None
             return False
         return True
+
+    async def _session_exists(self, deadline: float) -> bool:
+        _, _, raw = await self._call("GET", f"/v1/session/info/{self._session_id}", deadline, "session-info",
+                                     params={"consistent": ""})
+        return bool(_decode(raw, list[SessionEntry] | None, "session-info"))
 
     async def _fresh_session(self, node: str, ttl_s: float, deadline: float) -> str:
         """Our live session, renewed now, or a new one."""
@@ -353,7 +370,10 @@ class ConsulBackend(LockBackend):
         # The session's TTL restarts when the leader takes the renewal: after this call was sent.
         if not await self._renew_session(deadline):
             return False
-        return self._ours(await self._read(self._lock, deadline), node, epoch)
+        if self._ours(await self._read(self._lock, deadline), node, epoch):
+            return True
+        # "Not ours" from a default read may be a leader's stale state (above): believed only consistently.
+        return self._ours(await self._read(self._lock, deadline, consistent=True), node, epoch)
 
     async def restore(self, node: str, epoch: int, ttl_s: float, deadline: float) -> bool:
         keys = await self._snapshot(deadline)
