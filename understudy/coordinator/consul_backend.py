@@ -255,8 +255,8 @@ class ConsulBackend(LockBackend):
         if status == 404:
             # A server that has just become leader answers from its state before it has applied its log's
             # tail (Session.Renew reads without a barrier): "not found" for a session that exists, measured
-            # after a server restart. Only a consistent read is believed; Consul refuses one (500) until
-            # the new leader has caught up.
+            # after a server restart. Only a consistent read is believed: Consul holds one until the new
+            # leader has caught up (its barrier), past our deadline it is a failed renewal like any other.
             if await self._session_exists(deadline):
                 raise BackendUnavailable("renew: a leader not yet caught up did not know the session")
             self._session_id = None
