@@ -194,18 +194,20 @@ class DeployedCluster:
         return subprocess.CompletedProcess(argv, proc.returncode, "".join(lines), "")
 
     def diagnose(self) -> str:
-        """Each host's failed units and their journals (what a failed run or a flaky unit leaves
-        behind), also written to the workdir: read before the containers are gone."""
+        """Each host's failed (or restarting) units and their journals: what a failed run or a flaky
+        unit leaves behind, also written to the workdir, read before the containers are gone."""
         report = []
         for name, machine in self.machines.items():
             if machine.proc is None or machine.proc.poll() is not None:
                 continue
-            failed = machine.ssh(self.key_file, "systemctl --failed --no-legend --plain | cut -d' ' -f1",
-                                 timeout=20, check=False).stdout.split()
-            for unit in failed:
+            # Failed, or failing over and over under Restart=always (then "activating").
+            units = machine.ssh(self.key_file, "systemctl list-units --state=failed,activating --no-legend "
+                                               "--plain | cut -d' ' -f1", timeout=20, check=False).stdout.split()
+            for unit in units:
                 journal = machine.ssh(self.key_file, f"journalctl -u {unit} --no-pager -n 60 -o short-precise",
                                       timeout=20, check=False)
-                report.append(f"--- {name}: {unit} failed; its journal:\n{journal.stdout}{journal.stderr}")
+                report.append(f"--- {name}: {unit} failed or restarting; its journal:\n"
+                              f"{journal.stdout}{journal.stderr}")
         text = "\n".join(report)
         if text:
             with open(self.workdir / "failed-units.log", "a") as out:
