@@ -212,3 +212,17 @@ async def test_an_older_epochs_order_is_swept_from_the_moment_the_lock_is_held_n
         assert engine.orphans_cancelled >= 1  # the user stream's NEW report may have swept it first
     finally:
         await asyncio.wait_for(engine.stop(), 15)
+
+
+async def test_a_hand_over_marker_is_dropped_once_its_target_holds_the_lock(controller):
+    """The bug: sg-2 handed the lock to sg-1 and kept advertising the marker for 5 s; when sg-1 switched
+    straight back, it heard the old marker as standby, contended against its own release, and (on Consul)
+    took the lock again, so the switchover never completed."""
+    ha = controller
+    ha.handover_to = ("sg-1", ha.clock() + 5.0)
+    sender = HeartbeatSender("sg-1", KEY, boot=1000)
+    now_ms = time.time_ns() // 1_000_000
+    ha.link._received(sender.next(now_ms, role="candidate", epoch=None))
+    assert ha._heartbeat_fields()["handover_to"] == "sg-1"  # not taken yet: the marker stays
+    ha.link._received(sender.next(now_ms + 100, role="primary", epoch=43))
+    assert ha._heartbeat_fields()["handover_to"] is None

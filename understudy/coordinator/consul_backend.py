@@ -326,7 +326,9 @@ class ConsulBackend(LockBackend):
         marker, lock, epoch_entry = keys.get(self._handover), keys.get(self._lock), keys.get(self._epoch)
         if not self._marker_admits(marker, node):
             return None
-        if lock is not None and lock.Session and lock.Session != self._session_id:
+        if lock is not None and lock.Session:
+            # Held is held, by our own session too (as Redis's SET NX): a node whose release of it is still
+            # in flight must not take it again at a new epoch, and its old lease must lapse first.
             return None
         quarantine = keys.get(self._quarantine)
         if epoch_entry is None and (quarantine is None or quarantine.Session):

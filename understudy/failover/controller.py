@@ -121,6 +121,11 @@ class FailoverController:
         self.peer_lease.on_heartbeat(beat.role, beat.echo_boot, beat.echo_seq)
         if late:
             return
+        if self.handover_to is not None and self.handover_to[0] == self.settings.peer and beat.role in HOLDING_ROLES:
+            # The target holds the lock: the hand-over is done. Left in our heartbeats, the marker would
+            # still say "take it" when the target hands the lock back to us (a switchover back within
+            # HANDOVER_MARKER_S), and the target, standby again, would contend against its own release.
+            self.handover_to = None
         self.grants.on_heartbeat(beat.boot, beat.seq, beat.role, now)
         self.submit(roles.PeerHeard(now, beat.role, beat.epoch, beat.ready.all, beat.handover_to, beat.nofailover))
 
