@@ -108,7 +108,8 @@ if [ ! -x .tools/bin/consul ]; then
       "$go_cmd" mod edit -dropreplace="github.com/hashicorp/consul/$sub"
     done
     "$go_cmd" mod edit -require=github.com/hashicorp/consul/api@v1.25.1
-    GOFLAGS=-mod=mod "$go_cmd" build -trimpath -ldflags "-s -w" -o "$repo_root/.tools/consul-$consul_version/consul" .
+    # Static (no cgo): the deployment copies this binary to the witness as it is.
+    CGO_ENABLED=0 GOFLAGS=-mod=mod "$go_cmd" build -trimpath -ldflags "-s -w" -o "$repo_root/.tools/consul-$consul_version/consul" .
     GOFLAGS=-mod=mod "$go_cmd" mod verify
     for dir in $(GOFLAGS=-mod=mod "$go_cmd" list -m -f '{{.Dir}}' all | grep '/hashicorp/consul/'); do
       grep -q "Mozilla Public License, version 2.0" "$dir/LICENSE" \
