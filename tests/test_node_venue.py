@@ -308,3 +308,29 @@ async def test_an_order_amended_at_the_venue_takes_its_new_quantity_and_its_new_
     assert harness.oms.get(original_id) is None and order.client_id == renamed
     assert math.isclose(order.qty, 0.0025) and order.qty_steps == 250 and harness.oms.amendments == 1
     assert math.isclose(harness.oms.exposure().sell_qty, 0.0025)
+
+
+async def test_the_order_count_limit_holds_back_new_orders_only(start_sim):
+    """The bug: a -1015 (the account's order-count limit, Retry-After up to 10 s) blocked every request,
+    the venue clock's probes too: a throttled primary's venue went "unreachable", it halted and handed
+    the lock over. Now only new orders wait; time, cancels and queries go on, as on Binance."""
+    sim = start_sim("--no-market", "--orders-per-10s", "3")
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
+             "price": "50000"}
+    async with aiohttp.ClientSession() as session:
+        rest = VenueRest(session, sim.base_url, *sim.accounts[0])
+        into = time.time() % 10  # the sim counts in fixed 10 s windows: start well inside one
+        if into > 9:
+            await asyncio.sleep(10 - into + 0.05)
+        for i in range(3):
+            await rest._post_order_unguarded({**order, "newClientOrderId": f"limit{i}"})
+        with pytest.raises(ve.RateLimited) as refused:
+            await rest._post_order_unguarded({**order, "newClientOrderId": "limit3"})
+        assert refused.value.code == -1015 and refused.value.retry_after_s >= 1
+        sent = rest.requests_sent
+        with pytest.raises(ve.RateLimited):  # held back here, not sent again into the limit
+            await rest._post_order_unguarded({**order, "newClientOrderId": "limit4"})
+        assert rest.requests_sent == sent
+        assert await rest.server_time() > 0
+        assert (await rest.cancel_order("BTCUSDT", "limit0")).clientOrderId is not None
+        assert rest.blocked_until <= time.monotonic() < rest.orders_blocked_until

@@ -37,6 +37,9 @@ def encode_query(params: dict) -> str:
     return "&".join(parts)
 
 
+TOO_MANY_ORDERS = -1015  # errors.md: "Too many new orders; current limit is %s orders per %s."
+
+
 class VenueRest:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str, api_secret: str,
                  recv_window_ms: int = 5000, timeout_s: float = 2.0, retry_deadline_s: float = 3.0,
@@ -51,7 +54,12 @@ class VenueRest:
         # The venue's time as this node estimates it (venue_clock.py), for the signed timestamps.
         self._venue_time_ms = venue_time_ms or (lambda: time.time() * 1000)
         self.used_weight = 0
-        self.blocked_until = 0.0  # monotonic
+        self.blocked_until = 0.0  # monotonic: every request waits (the IP's request weight, an IP ban)
+        # Only new orders wait: the account's order-count limit (-1015) counts new orders, and cancels,
+        # queries and the venue clock's probes go on (Binance). Blocking everything for its Retry-After
+        # (up to 10 s) left the clock unprobed and the venue "unreachable": a primary throttled under
+        # load halted and handed the lock over (drill switchover-under-load).
+        self.orders_blocked_until = 0.0  # monotonic
         # An IP ban (HTTP 418) as opposed to throttling (429, -1015): the node cannot trade until
         # it ends, which is what readiness and the hand-over bound are about.
         self.banned_until = 0.0
@@ -69,8 +77,8 @@ class VenueRest:
         return f"{query}&signature={hmac.digest(self._secret, query.encode(), 'sha256').hex()}"
 
     async def request(self, method: str, path: str, params: dict | None = None, signed: bool = False,
-                      decode=None):
-        wait = self.blocked_until - time.monotonic()
+                      decode=None, creates_order: bool = False):
+        wait = max(self.blocked_until, self.orders_blocked_until if creates_order else 0.0) - time.monotonic()
         if wait > 0:
             raise ve.RateLimited(-1003, "backing off after a rate-limit reply", 429, wait)
         query = self._signed_query(params or {}) if signed else encode_query(params or {})
@@ -103,7 +111,11 @@ class VenueRest:
             raise ve.OutcomeUnknown(0, f"{type(exc).__name__}: {exc}") from exc
         self.errors_by_code[error.code] = self.errors_by_code.get(error.code, 0) + 1
         if isinstance(error, ve.RateLimited):
-            self.blocked_until = time.monotonic() + error.retry_after_s
+            until = time.monotonic() + error.retry_after_s
+            if error.code == TOO_MANY_ORDERS:
+                self.orders_blocked_until = max(self.orders_blocked_until, until)
+            else:
+                self.blocked_until = until
             if error.http_status == 418:
                 self.banned_until = self.blocked_until
         raise error
@@ -169,7 +181,8 @@ class VenueRest:
 
     async def _post_order_unguarded(self, params: dict) -> OrderReply:
         """Sends one order. Called only by OrderGate.send, which checks the lease first."""
-        return await self.request("POST", "/api/v3/order", params, signed=True, decode=_order_decoder.decode)
+        return await self.request("POST", "/api/v3/order", params, signed=True, decode=_order_decoder.decode,
+                                  creates_order=True)
 
 
 _time_decoder = msgspec.json.Decoder(ServerTime, strict=False)
