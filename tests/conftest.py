@@ -34,21 +34,6 @@ def live_sim(start_sim):
     return start_sim("--seed", "7")
 
 
-# -- two workers -------------------------------------------------------------------------
-# scripts/test.sh runs the suite on two xdist workers. The modules that load the machine the
-# most — network-namespace drills, the booted deployment hosts, the benchmarks — form one group,
-# so they run one after another on one worker while the other worker takes everything else:
-# a drill never shares the machine with another drill or a playbook run.
-HEAVY_MODULES = {"test_drills.py", "test_drill_injectors.py", "test_deploy_apply.py", "test_benchmarks.py"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name in HEAVY_MODULES:
-            item.add_marker(pytest.mark.xdist_group("heavy"))
-
-
 # -- failures name themselves ----------------------------------------------------------
 # A test that fails now and then is a red CI waiting to happen; it must be found by name
 # even in a truncated log. Each failure is announced the moment it happens, with how long
