@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from understudy.consul_agent import wait_stopped
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,7 +52,9 @@ class RedisProcess:
         self.start()
 
     def freeze(self) -> None:
+        """SIGSTOP, and returns once the server has stopped (the signal is not instant)."""
         self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid)
 
     def thaw(self) -> None:
         self.proc.send_signal(signal.SIGCONT)

@@ -56,6 +56,23 @@ def _get_json(url: str, token: str | None = None, timeout: float = 1.0):
         return json.loads(resp.read() or b"null")
 
 
+def wait_stopped(pid: int, timeout_s: float = 2.0) -> None:
+    """Until every thread of `pid` is stopped (state T in /proc), or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            states = []
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/stat") as fh:
+                    states.append(fh.read().rpartition(")")[2].split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            return  # gone: nothing left to answer
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"process {pid} did not stop within {timeout_s} s of SIGSTOP")
+
+
 class ConsulAgent:
     """One `consul agent` process. `config` is merged into the agent's JSON config file."""
 
@@ -131,8 +148,11 @@ class ConsulAgent:
         raise RuntimeError(f"consul agent {self.name} had no leader after {timeout_s:.0f} s; see {self.log_path}")
 
     def freeze(self) -> None:
+        """SIGSTOP, and returns once every thread has stopped: the signal is delivered to each
+        of Go's threads as it next enters the kernel, and until then the agent still answers."""
         self.proc.send_signal(signal.SIGSTOP)
         self.frozen = True
+        wait_stopped(self.proc.pid)
 
     def thaw(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
