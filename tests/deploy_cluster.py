@@ -194,10 +194,12 @@ class DeployedCluster:
                     proc.kill()
                     raise TimeoutError(f"{playbook} ran over {timeout} s:\n{''.join(lines[-50:])}")
         if proc.returncode != 0:
-            lines.append(self.diagnose())
+            # nftables' reload has failed now and then on one host (root cause not found yet); a
+            # failed reload leaves the unit active, so after a failed run it is asked about by name.
+            lines.append(self.diagnose(also=("nftables",)))
         return subprocess.CompletedProcess(argv, proc.returncode, "".join(lines), "")
 
-    def diagnose(self) -> str:
+    def diagnose(self, also: tuple[str, ...] = ()) -> str:
         """Each host's failed (or restarting) units and their journals: what a failed run or a flaky
         unit leaves behind, also written to the workdir, read before the containers are gone."""
         report = []
@@ -207,10 +209,11 @@ class DeployedCluster:
             # Failed, or failing over and over under Restart=always (then "activating").
             units = machine.ssh(self.key_file, "systemctl list-units --state=failed,activating --no-legend "
                                                "--plain | cut -d' ' -f1", timeout=20, check=False).stdout.split()
-            for unit in units:
+            for unit in dict.fromkeys([*units, *also]):
                 journal = machine.ssh(self.key_file, f"journalctl -u {unit} --no-pager -n 60 -o short-precise",
                                       timeout=20, check=False)
-                report.append(f"--- {name}: {unit} failed or restarting; its journal:\n"
+                report.append(f"--- {name}: {unit} ({'failed or restarting' if unit in units else 'asked by name'}); "
+                              f"its journal:\n"
                               f"{journal.stdout}{journal.stderr}")
         text = "\n".join(report)
         if text:
