@@ -170,13 +170,36 @@ class Machine:
                   # Its own namespace's network only (nspawn grants this with --private-network, not with a
                   # namespace it is given): the firewall role loads nftables rules.
                   "--capability=CAP_NET_ADMIN"]
+        # A cgroup of its own (with --keep-unit, nspawn's cgroup is the container's root): otherwise every
+        # container's systemd — ours three and any other run's — manages the same cgroup paths, and a
+        # unit's cgroup made or removed by one races another's ("Control process exited,
+        # status=219/CGROUP": nftables' reload failed so, now and then, on one host).
+        own_cgroup = " && ".join(f"mkdir -p {d} && echo $$ > {d}/cgroup.procs" for d in self._cgroup_dirs())
         # A private mount namespace: the overlay vanishes with the container, whatever happens to this process.
-        script = f"{mount} && exec {' '.join(nspawn)}"
+        script = f"{own_cgroup} && {mount} && exec {' '.join(nspawn)}" if own_cgroup else \
+            f"{mount} && exec {' '.join(nspawn)}"
         with open(self.console_log, "w") as log:
             self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, preexec_fn=_power_off_when_orphaned)
         return self
+
+    def _cgroup_dirs(self) -> list[str]:
+        """This machine's cgroup in each hierarchy systemd uses: the unified one (cgroup v2), or the
+        named systemd one and the unified one beside it (the hybrid layout)."""
+        root = Path("/sys/fs/cgroup")
+        if (root / "cgroup.controllers").exists():
+            return [str(root / self.machine)]
+        return [str(root / h / self.machine) for h in ("systemd", "unified") if (root / h / "cgroup.procs").exists()]
+
+    def _remove_cgroups(self) -> None:
+        for top in map(Path, self._cgroup_dirs()):
+            if top.is_dir():
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+                with contextlib.suppress(OSError):
+                    top.rmdir()
 
     def wait_for_ssh(self, key_file: Path, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -204,3 +227,4 @@ class Machine:
             self.proc.wait()
         with contextlib.suppress(OSError):  # nspawn's own leftover, named after our machine
             shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.machine}")
+        self._remove_cgroups()
