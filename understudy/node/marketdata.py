@@ -25,6 +25,7 @@ from .decode_ledger import DecodeLedger
 from .histogram import Histogram
 from .messages import CombinedStreamMessage, DepthUpdate, StreamEvent
 from .rest import VenueRest
+from .ws_connection import CLOSED, WsConnection
 
 log = logs.get("marketdata")
 _decoder = msgspec.json.Decoder(DepthUpdate, strict=False)  # the hot path: one decode per depth event
@@ -34,36 +35,16 @@ SNAPSHOT_RETRIES = 5
 SUCCESSOR_CONNECT_S = 5.0
 SUCCESSOR_EVENTS_KEPT = BUFFER_LIMIT  # held from the new connection until it is contiguous
 SERVER_SHUTDOWN = "serverShutdown"
-_CLOSED = object()
 
 
-class _Connection:
+class _Connection(WsConnection):
     """One websocket, read by a task of its own into the stream's queue."""
+    what = "market stream"
 
     def __init__(self, number: int, ws):
-        self.number = number
-        self.ws = ws
-        self.reader: asyncio.Task | None = None
+        super().__init__(number, ws)
         self.held: list[DepthUpdate] = []  # a successor's events, until the hand-over
         self.overflowed = False
-
-    def start(self, queue: asyncio.Queue) -> None:
-        self.reader = asyncio.get_running_loop().create_task(self._read(queue))
-
-    async def _read(self, queue: asyncio.Queue) -> None:
-        try:
-            async for raw in self.ws:
-                await queue.put((self, raw))
-        except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
-            log.warning("market stream connection lost", connection=self.number, error=str(exc))
-        finally:
-            await queue.put((self, _CLOSED))
-
-    async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self.ws.close(), 2.0)
-        except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
-            pass
 
 
 class MarketData:
@@ -229,7 +210,7 @@ class MarketData:
                     elif current is None:
                         return  # no successor, and nothing left to read: a cold reconnect
                     continue
-                if item is _CLOSED:
+                if item is CLOSED:
                     if conn is current:
                         current = None
                         if successor is not None:

@@ -32,6 +32,7 @@ import websockets
 
 from .. import logs
 from .decode_ledger import DecodeLedger
+from .ws_connection import CLOSED, WsConnection
 from .messages import (AccountPosition, BalanceUpdate, EventStreamTerminated, ExecutionReport, ExternalLockUpdate,
                        ListStatus, ServerShutdown, StreamEvent, SubscriptionResult, UserEvent, WsApiResponse)
 
@@ -54,7 +55,6 @@ ACCOUNT_EVENTS = frozenset({"executionReport", "outboundAccountPosition", "balan
                             "externalLockUpdate"})  # missing one of these means the account state may be off
 SUBSCRIBE_TIMEOUT_S = 5.0
 SUBSCRIBE_MAX_MESSAGES = 100  # read while waiting for the subscription's reply
-_CLOSED = object()
 
 
 class SubscriptionRefused(ConnectionError):
@@ -68,31 +68,13 @@ def subscribe_request(api_key: str, api_secret: str, request_id: str) -> str:
     return json.dumps({"id": request_id, "method": "userDataStream.subscribe.signature", "params": params})
 
 
-class _Connection:
+class _Connection(WsConnection):
+    what = "user data"
+
     def __init__(self, number: int, ws, subscription_id: int):
-        self.number = number
-        self.ws = ws
+        super().__init__(number, ws)
         self.subscription_id = subscription_id
-        self.reader: asyncio.Task | None = None
         self.shutdown_announced = False
-
-    def start(self, queue: asyncio.Queue) -> None:
-        self.reader = asyncio.get_running_loop().create_task(self._read(queue))
-
-    async def _read(self, queue: asyncio.Queue) -> None:
-        try:
-            async for raw in self.ws:
-                await queue.put((self, raw))
-        except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
-            log.warning("user data connection lost", connection=self.number, error=str(exc))
-        finally:
-            await queue.put((self, _CLOSED))
-
-    async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self.ws.close(), 2.0)
-        except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
-            pass
 
 
 class UserStream:
@@ -276,7 +258,7 @@ class UserStream:
                     elif current is None:
                         return
                     continue
-                if item is _CLOSED:
+                if item is CLOSED:
                     if conn is current:
                         current = None
                         if opening is None:
